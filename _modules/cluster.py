@@ -1,0 +1,578 @@
+"""
+The cluster model: the validated inventory and the views derived from it.
+
+The inventory (``pillar/cluster/inventory.yaml``) is the one source of truth. This file
+validates it (the pillar render, ``bootstrap/validate-inventory`` and the lab all call
+:func:`check` / :func:`load_inventory`) and derives every view the states, templates,
+runners and the salt-ssh roster need. Nothing else parses the inventory.
+
+The module imports without Salt (the pillar ``#!py`` files, the roster, the lab and the
+validation script load it by path); as an execution module its functions read the
+inventory from the ``cluster`` pillar unless one is passed in.
+
+Ordering rule: nodes are ordered by IP address, never by mapping order (which pillar
+serialisation does not promise to keep). The first lanservices node is the primary, the
+first compute node is the k3s server.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt-call cluster.nodes compute
+"""
+
+import ipaddress
+import logging
+import re
+
+try:  # Salt is optional: the lab and the validation script run without it
+    from salt.exceptions import CommandExecutionError
+except ImportError:  # pragma: no cover - exercised by the lab only
+
+    class CommandExecutionError(Exception):
+        """Stand-in for Salt's exception when Salt is not installed."""
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "cluster"
+
+ROLES = ("deployer", "lanservices", "compute")
+
+# name of each key -> (required, default). A default of None means "required".
+TOP_KEYS = {"domain": True, "network": True, "nodes": True}
+NETWORK_KEYS = {
+    "subnet": (True, None),
+    "gateway": (True, None),
+    "vip": (True, None),
+    "dhcp_pool": (True, None),
+    "ntp_upstream": (False, []),
+    "dns_forwarders": (False, []),
+}
+POOL_KEYS = {"start": (True, None), "end": (True, None)}
+NODE_KEYS = {"roles": (True, None), "ip": (True, None), "mac": (True, None), "model": (False, "")}
+
+# Names the zone gives the deployer's services (CNAMEs to the deployer).
+DEPLOYER_SERVICE_NAMES = ("salt", "pkgcache", "status")
+VIP_NAME = "ns"
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+class InventoryError(CommandExecutionError, ValueError):
+    """The inventory is invalid; ``problems`` holds one line per problem, naming the field."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------------------
+# Loading and validation (pure functions, no Salt needed)
+# --------------------------------------------------------------------------------------
+
+
+def _yaml_loader():
+    """A SafeLoader that refuses duplicate mapping keys (YAML would keep the last one)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    class StrictLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise InventoryError(
+                    [f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"]
+                )
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
+    )
+    return StrictLoader
+
+
+def load_inventory(path):
+    """
+    Read and validate an inventory file; return ``{"cluster": <normalised inventory>}``.
+
+    Raises :class:`InventoryError` naming every bad field.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.load_inventory /srv/cluster/pillar/cluster/inventory.yaml
+    """
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.load(handle, Loader=_yaml_loader())  # nosec: SafeLoader subclass
+    except OSError as exc:
+        raise InventoryError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise InventoryError([f"{path}: not valid YAML: {exc}"]) from exc
+    return {"cluster": check(data)}
+
+
+def check(data):
+    """
+    Validate an inventory (the mapping under the top-level ``cluster`` key, or the whole
+    document holding it) and return it normalised: defaults filled in, MACs lower case.
+
+    Raises :class:`InventoryError` listing every problem.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.check "$(cat inventory.json)"
+    """
+    if isinstance(data, dict) and set(data) == {"cluster"}:
+        data = data["cluster"]
+    problems = []
+    result = _check(data, problems)
+    if problems:
+        raise InventoryError(problems)
+    return result
+
+
+def validate(data):
+    """
+    Return the list of problems of an inventory (empty when it is valid).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.validate "$(cat inventory.json)"
+    """
+    try:
+        check(data)
+    except InventoryError as exc:
+        return exc.problems
+    return []
+
+
+def _keys(where, value, spec, problems):
+    """Check a mapping's keys against ``spec``; return it with defaults, or None."""
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping, got {_show(value)}")
+        return None
+    out = {}
+    for key in value:
+        if key not in spec:
+            problems.append(f"{where}.{key}: unknown key (allowed: {', '.join(spec)})")
+    for key, (required, default) in spec.items():
+        if key in value:
+            out[key] = value[key]
+        elif required:
+            problems.append(f"{where}.{key}: required key is missing")
+        else:
+            out[key] = list(default) if isinstance(default, list) else default
+    return out
+
+
+def _show(value):
+    return repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+
+
+def _ip(where, value, problems):
+    try:
+        return ipaddress.IPv4Address(str(value)) if isinstance(value, str) else _bad()
+    except ValueError:
+        problems.append(f"{where}: {_show(value)} is not an IPv4 address")
+        return None
+
+
+def _bad():
+    raise ValueError
+
+
+def dns_name_ok(name):
+    """True when ``name`` is a valid DNS name (lower-case labels of letters, digits, hyphens)."""
+    if not isinstance(name, str) or not name or len(name.rstrip(".")) > 253:
+        return False
+    return all(_LABEL.match(label) for label in name.rstrip(".").split("."))
+
+
+def _check(data, problems):  # pylint: disable=too-many-locals,too-many-branches,too-many-statements
+    top = _keys("cluster", data, {k: (True, None) for k in TOP_KEYS}, problems)
+    if top is None:
+        return None
+    if "domain" in top and not dns_name_ok(top["domain"]):
+        problems.append(f"cluster.domain: {_show(top['domain'])} is not a valid DNS name")
+
+    # network plan
+    net = _keys("cluster.network", top.get("network"), NETWORK_KEYS, problems) if "network" in top else None
+    subnet = gateway = vip = pool = None
+    if net is not None:
+        if "subnet" in net:
+            try:
+                subnet = ipaddress.IPv4Network(str(net["subnet"]), strict=True)
+                if not isinstance(net["subnet"], str):
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    f"cluster.network.subnet: {_show(net['subnet'])} is not an IPv4 network (a.b.c.d/n)"
+                )
+        if "gateway" in net:
+            gateway = _ip("cluster.network.gateway", net["gateway"], problems)
+            if gateway and subnet:
+                _host_in("cluster.network.gateway", gateway, subnet, problems)
+        if "dhcp_pool" in net:
+            pool_in = _keys("cluster.network.dhcp_pool", net["dhcp_pool"], POOL_KEYS, problems)
+            if pool_in is not None:
+                start = _ip("cluster.network.dhcp_pool.start", pool_in.get("start"), problems) if "start" in pool_in else None
+                end = _ip("cluster.network.dhcp_pool.end", pool_in.get("end"), problems) if "end" in pool_in else None
+                if start and end:
+                    if start > end:
+                        problems.append(f"cluster.network.dhcp_pool: start {start} is after end {end}")
+                    else:
+                        pool = (start, end)
+                for key, addr in (("start", start), ("end", end)):
+                    if addr and subnet:
+                        _host_in(f"cluster.network.dhcp_pool.{key}", addr, subnet, problems)
+                if pool and gateway and pool[0] <= gateway <= pool[1]:
+                    problems.append(f"cluster.network.dhcp_pool: contains the gateway {gateway}")
+        if "vip" in net:
+            vip = _ip("cluster.network.vip", net["vip"], problems)
+            if vip:
+                if subnet:
+                    _host_in("cluster.network.vip", vip, subnet, problems)
+                if vip == gateway:
+                    problems.append(f"cluster.network.vip: {vip} is the gateway address")
+                if pool and pool[0] <= vip <= pool[1]:
+                    problems.append(f"cluster.network.vip: {vip} is inside the DHCP pool")
+        for key, kind in (("dns_forwarders", "ip"), ("ntp_upstream", "name")):
+            values = net.get(key)
+            if not isinstance(values, list):
+                problems.append(f"cluster.network.{key}: must be a list, got {_show(values)}")
+                continue
+            for i, value in enumerate(values):
+                where = f"cluster.network.{key}[{i}]"
+                if kind == "ip":
+                    _ip(where, value, problems)
+                elif not (dns_name_ok(value) or _is_ip(value)):
+                    problems.append(f"{where}: {_show(value)} is neither a DNS name nor an IPv4 address")
+        net = {
+            **net,
+            "dhcp_pool": {"start": str(pool[0]), "end": str(pool[1])} if pool else net.get("dhcp_pool"),
+        }
+
+    # nodes
+    nodes_in = top.get("nodes")
+    nodes = {}
+    if "nodes" in top:
+        if not isinstance(nodes_in, dict) or not nodes_in:
+            problems.append(f"cluster.nodes: must be a non-empty mapping, got {_show(nodes_in)}")
+            nodes_in = {}
+    else:
+        nodes_in = {}
+    seen_names, seen_ips, seen_macs = {}, {}, {}
+    for name, spec in nodes_in.items():
+        where = f"cluster.nodes.{name}"
+        if not isinstance(name, str) or not _LABEL.match(name):
+            problems.append(f"{where}: {_show(name)} is not a valid hostname (a-z, 0-9, '-', 1-63 chars)")
+        elif name.lower() in seen_names:
+            problems.append(f"{where}: duplicate hostname (also {seen_names[name.lower()]})")
+        else:
+            seen_names[name.lower()] = name
+        node = _keys(where, spec, NODE_KEYS, problems)
+        if node is None:
+            continue
+        if "roles" in node:
+            roles = node["roles"]
+            if not isinstance(roles, list) or not roles:
+                problems.append(f"{where}.roles: must be a non-empty list, got {_show(roles)}")
+            else:
+                for role in roles:
+                    if role not in ROLES:
+                        problems.append(f"{where}.roles: unknown role {_show(role)} (known: {', '.join(ROLES)})")
+                if len(set(map(str, roles))) != len(roles):
+                    problems.append(f"{where}.roles: a role is listed twice")
+        if "ip" in node:
+            ip = _ip(f"{where}.ip", node["ip"], problems)
+            if ip:
+                if subnet:
+                    _host_in(f"{where}.ip", ip, subnet, problems)
+                if ip == gateway:
+                    problems.append(f"{where}.ip: {ip} is the gateway address")
+                if ip == vip:
+                    problems.append(f"{where}.ip: {ip} is the VIP (cluster.network.vip)")
+                if pool and pool[0] <= ip <= pool[1]:
+                    problems.append(f"{where}.ip: {ip} is inside the DHCP pool")
+                if ip in seen_ips:
+                    problems.append(f"{where}.ip: {ip} is also the address of {seen_ips[ip]}")
+                seen_ips.setdefault(ip, name)
+                node["ip"] = str(ip)
+        if "mac" in node:
+            mac = node["mac"]
+            norm = mac.lower().replace("-", ":") if isinstance(mac, str) else None
+            if not norm or not _MAC.match(norm):
+                problems.append(f"{where}.mac: {_show(mac)} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+            else:
+                if int(norm[:2], 16) & 1:
+                    problems.append(f"{where}.mac: {mac} is a multicast address")
+                if norm in seen_macs:
+                    problems.append(f"{where}.mac: {mac} is also the MAC of {seen_macs[norm]}")
+                seen_macs.setdefault(norm, name)
+                node["mac"] = norm
+        if not isinstance(node.get("model"), str):
+            problems.append(f"{where}.model: must be a string, got {_show(node.get('model'))}")
+        nodes[name] = node
+
+    # role counts
+    if nodes_in:
+        wanted = {"deployer": (1, 1), "lanservices": (2, 2), "compute": (1, None)}
+        for role, (low, high) in wanted.items():
+            have = sorted(n for n, s in nodes.items() if role in (s.get("roles") or []))
+            if len(have) < low or (high is not None and len(have) > high):
+                need = f"exactly {low}" if low == high else f"at least {low}"
+                problems.append(
+                    f"cluster.nodes: need {need} {role} node{'s' if low > 1 else ''}, "
+                    f"found {len(have)}{': ' + ', '.join(have) if have else ''}"
+                )
+    return {"domain": top.get("domain"), "network": net, "nodes": nodes}
+
+
+def _host_in(where, addr, subnet, problems):
+    if addr not in subnet:
+        problems.append(f"{where}: {addr} is outside the subnet {subnet}")
+    elif subnet.prefixlen < 31 and addr in (subnet.network_address, subnet.broadcast_address):
+        kind = "network" if addr == subnet.network_address else "broadcast"
+        problems.append(f"{where}: {addr} is the {kind} address of {subnet}")
+
+
+def _is_ip(value):
+    try:
+        ipaddress.IPv4Address(value)
+        return True
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------------------
+# Derived views (execution functions). ``inventory`` defaults to the ``cluster`` pillar.
+# --------------------------------------------------------------------------------------
+
+
+def _inv(inventory=None):
+    if inventory is None:
+        try:
+            inventory = __pillar__["cluster"]  # pylint: disable=undefined-variable
+        except (NameError, KeyError) as exc:
+            raise CommandExecutionError(
+                "no 'cluster' pillar: is this minion in pillar/cluster/inventory.yaml, "
+                "and does the pillar render (salt-call pillar.items)?"
+            ) from exc
+    if isinstance(inventory, dict) and set(inventory) == {"cluster"}:
+        inventory = inventory["cluster"]
+    return inventory
+
+
+def _by_ip(nodes):
+    return sorted(nodes, key=lambda n: ipaddress.IPv4Address(nodes[n]["ip"]))
+
+
+def nodes(role=None, inventory=None):
+    """
+    Names of the nodes (optionally only those with ``role``), ordered by IP address.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.nodes
+        salt-call cluster.nodes compute
+    """
+    inv = _inv(inventory)
+    if role is not None and role not in ROLES:
+        raise CommandExecutionError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+    return [n for n in _by_ip(inv["nodes"]) if role is None or role in inv["nodes"][n]["roles"]]
+
+
+def node(name, inventory=None):
+    """
+    One node: ``name``, ``fqdn``, ``ip``, ``mac``, ``roles``, ``model``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.node alpha
+    """
+    inv = _inv(inventory)
+    if name not in inv["nodes"]:
+        raise CommandExecutionError(f"{name!r} is not a node of the inventory")
+    return {"name": name, "fqdn": f"{name}.{inv['domain']}", **inv["nodes"][name]}
+
+
+def roles(name, inventory=None):
+    """
+    The roles of node ``name`` (empty when it is not in the inventory).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.roles alpha
+    """
+    inv = _inv(inventory)
+    return list(inv["nodes"].get(name, {}).get("roles", []))
+
+
+def lanservices(inventory=None):
+    """
+    The lanservices pair: ``{"primary": name, "secondary": name}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.lanservices
+    """
+    primary, secondary = nodes("lanservices", inventory)
+    return {"primary": primary, "secondary": secondary}
+
+
+def deployer(inventory=None):
+    """
+    The name of the deployer node (the salt-master).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.deployer
+    """
+    return nodes("deployer", inventory)[0]
+
+
+def k3s_server(inventory=None):
+    """
+    The compute node that runs the k3s server (the first compute node by IP).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.k3s_server
+    """
+    return nodes("compute", inventory)[0]
+
+
+def hosts_entries(inventory=None):
+    """
+    ``/etc/hosts`` lines for every node: ``[{"ip", "names": [fqdn, short]}]``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.hosts_entries
+    """
+    inv = _inv(inventory)
+    return [
+        {"ip": inv["nodes"][n]["ip"], "names": [f"{n}.{inv['domain']}", n]} for n in nodes(None, inv)
+    ]
+
+
+def dns_records(inventory=None):
+    """
+    Forward zone records relative to the cluster domain: an A record per node, the VIP
+    as ``ns``, and CNAMEs for the deployer's services. Ordered, so the zone is stable.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.dns_records
+    """
+    inv = _inv(inventory)
+    records = [{"name": n, "type": "A", "value": inv["nodes"][n]["ip"]} for n in nodes(None, inv)]
+    records.append({"name": VIP_NAME, "type": "A", "value": inv["network"]["vip"]})
+    dep = deployer(inv)
+    records += [{"name": alias, "type": "CNAME", "value": dep} for alias in DEPLOYER_SERVICE_NAMES]
+    return records
+
+
+def reverse_zone(inventory=None):
+    """
+    The name of the reverse zone covering the subnet (octet-aligned, e.g.
+    ``10.168.192.in-addr.arpa`` for a /24).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.reverse_zone
+    """
+    subnet = ipaddress.IPv4Network(_inv(inventory)["network"]["subnet"])
+    octets = max(1, subnet.prefixlen // 8)
+    parts = str(subnet.network_address).split(".")[:octets]
+    return ".".join(reversed(parts)) + ".in-addr.arpa"
+
+
+def reverse_records(inventory=None):
+    """
+    PTR records of the reverse zone: owner names relative to :func:`reverse_zone`,
+    values fully qualified (nodes and the VIP).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.reverse_records
+    """
+    inv = _inv(inventory)
+    octets = max(1, ipaddress.IPv4Network(inv["network"]["subnet"]).prefixlen // 8)
+    pairs = [(inv["nodes"][n]["ip"], f"{n}.{inv['domain']}.") for n in nodes(None, inv)]
+    pairs.append((inv["network"]["vip"], f"{VIP_NAME}.{inv['domain']}."))
+    out = []
+    for ip, fqdn in sorted(pairs, key=lambda p: ipaddress.IPv4Address(p[0])):
+        host = ".".join(reversed(ip.split(".")[octets:]))
+        out.append({"name": host, "type": "PTR", "value": fqdn})
+    return out
+
+
+def dhcp_reservations(inventory=None):
+    """
+    A fixed address per node, by MAC: ``[{"name", "mac", "ip"}]`` ordered by IP.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.dhcp_reservations
+    """
+    inv = _inv(inventory)
+    return [
+        {"name": n, "mac": inv["nodes"][n]["mac"], "ip": inv["nodes"][n]["ip"]}
+        for n in nodes(None, inv)
+    ]
+
+
+def roster(inventory=None, **entry):
+    """
+    salt-ssh roster entries for every node: ``{name: {"host": ip, **entry}}``.
+    ``entry`` holds the connection options shared by all nodes (user, priv, sudo, ...).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.roster user=piclust sudo=True
+    """
+    inv = _inv(inventory)
+    entry = {k: v for k, v in entry.items() if not k.startswith("__")}
+    return {n: {"host": inv["nodes"][n]["ip"], **entry} for n in nodes(None, inv)}

@@ -1,0 +1,274 @@
+"""One node: its overlay, its identity, and its systemd-nspawn process (lab-recipe.md, substrate A).
+
+STATE/nodes/NAME/ holds upper/ + work/ (the node's "SD card" on top of the base image), root/ (the
+overlay mount), node.json (image, ip, mac), nspawn.pid and console.log.
+"""
+
+import json
+import pathlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from . import BRIDGE, HTTP_PORT, STATE, LabError, cgroup, net, pi, proc
+from .host import log, run
+from .inventory import etc_hosts
+from .mount import is_mounted, mount_overlay, umount
+
+NODES = STATE / "nodes"
+NETWORK_FILE = "etc/systemd/network/10-lab-host0.network"
+HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
+
+
+def on_disk():
+    """Names of the nodes that have a directory in the state dir."""
+    return sorted(p.name for p in NODES.glob("*") if p.is_dir()) if NODES.is_dir() else []
+
+
+class Node:
+    def __init__(self, name, spec=None):
+        self.name = name
+        self.spec = spec or {}
+        self.dir = NODES / name
+        self.root = self.dir / "root"
+        self.pidfile = self.dir / "nspawn.pid"
+        self.console = self.dir / "console.log"
+
+    # ---- what is running -------------------------------------------------------------------
+    def nspawn_pid(self):
+        return proc.read_pid(self.pidfile, str(self.root))
+
+    def init_pid(self):
+        """The host pid of the node's PID 1 (its systemd), or None."""
+        if not self.nspawn_pid():
+            return None
+        for pid in sorted(cgroup.pids(self.name)):
+            try:
+                status = pathlib.Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+            except OSError:
+                continue
+            nspid = next((ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")), [])
+            if len(nspid) >= 2 and nspid[-1] == "1" and proc.alive(pid):
+                return pid
+        return None
+
+    def running(self):
+        return self.init_pid() is not None
+
+    def meta(self):
+        try:
+            return json.loads((self.dir / "node.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    # ---- the node's disk -------------------------------------------------------------------
+    def prepare(self, image_root, inv):
+        """Mount the overlay; on a fresh disk write the node's identity (idempotent)."""
+        meta = self.meta()
+        lower = (
+            meta.get("image")
+            if meta.get("image") and pathlib.Path(meta["image"]).is_dir()
+            else str(image_root)
+        )
+        for sub in ("upper", "work", "root"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        mount_overlay(lower, self.dir)
+        if not meta:
+            self._identity(inv)
+        self._network()
+        if self.spec.get("model"):
+            pi.write_device_tree(self.dir / "firmware", self.spec["model"], self.spec["mac"])
+        else:
+            shutil.rmtree(self.dir / "firmware", ignore_errors=True)
+        meta = {
+            "image": lower,
+            "ip": self.spec["ip"],
+            "mac": self.spec["mac"],
+            "created": meta.get("created") or time.strftime("%FT%T"),
+        }
+        (self.dir / "node.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+
+    def _identity(self, inv):
+        """What makes this node itself: hostname, machine-id, SSH host keys, hosts, apt source."""
+        r = self.root
+        (r / "etc/hostname").write_text(f"{self.name}\n", encoding="ascii")
+        (r / "etc/machine-id").write_text(secrets.token_hex(16) + "\n", encoding="ascii")
+        for old in (r / "etc/ssh").glob("ssh_host_*"):
+            old.unlink()
+        keygens = [
+            subprocess.Popen(  # pylint: disable=consider-using-with
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    kind,
+                    "-N",
+                    "",
+                    "-C",
+                    f"root@{self.name}",
+                    "-f",
+                    str(r / f"etc/ssh/ssh_host_{kind}_key"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for kind in HOST_KEY_TYPES
+        ]
+        for keygen in keygens:
+            if keygen.wait() != 0:
+                raise LabError(f"ssh-keygen failed for {self.name}: {keygen.stderr.read().decode()}")
+            keygen.stderr.close()
+        (r / "etc/hosts").write_text(etc_hosts(inv), encoding="utf-8")
+        gateway = inv["network"]["gateway"]
+        (r / "etc/apt/sources.list").write_text(
+            f"# the lab's package source (the deployer's package cache on real hardware)\n"
+            f"deb [trusted=yes] http://{gateway}:{HTTP_PORT}/ ./\n",
+            encoding="ascii",
+        )
+
+    def _network(self):
+        """Inventory MAC and static IP on host0; no default route, no IPv6 autoconf."""
+        prefix = self.spec.get("prefixlen", 24)
+        text = (
+            "# written by the lab from its inventory\n[Match]\nName=host0\n\n"
+            f"[Link]\nMACAddress={self.spec['mac']}\n\n"
+            f"[Network]\nAddress={self.spec['ip']}/{prefix}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        )
+        path = self.root / NETWORK_FILE
+        if not path.exists() or path.read_text(encoding="ascii") != text:
+            path.write_text(text, encoding="ascii")
+
+    def wipe(self):
+        """Back to a blank SD card: the upper dir (everything the node ever wrote) is deleted."""
+        umount(self.root)
+        for sub in ("upper", "work"):
+            shutil.rmtree(self.dir / sub, ignore_errors=True)
+        (self.dir / "node.json").unlink(missing_ok=True)
+        (self.dir / "login").unlink(missing_ok=True)
+
+    # ---- power ------------------------------------------------------------------------------
+    def boot(self):
+        """Start systemd-nspawn in the node's own cgroup; return its pid (does not wait)."""
+        if self.nspawn_pid():
+            return self.nspawn_pid()
+        self._cleanup()
+        cgroup.create(self.name)
+        cmd = [
+            "systemd-nspawn",
+            "--boot",
+            "-D",
+            str(self.root),
+            "-M",
+            self.name,
+            "--register=no",
+            "--keep-unit",
+            f"--network-bridge={BRIDGE}",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--link-journal=no",
+            "--console=passive",
+        ]
+        if (self.dir / "firmware").is_dir() and pathlib.Path("/sys/firmware").is_dir():
+            cmd.append(f"--bind-ro={self.dir / 'firmware'}:/sys/firmware")  # the fake Pi device tree
+        with open(self.console, "wb") as out:
+            child = subprocess.Popen(  # pylint: disable=consider-using-with,subprocess-popen-preexec-fn
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=lambda: cgroup.enter(self.name),
+            )
+        self.pidfile.write_text(f"{child.pid}\n", encoding="ascii")
+        return child.pid
+
+    def wait_ssh(self, timeout=90):
+        """Wait until sshd on the node's IP sends its banner; return the seconds waited."""
+        started = time.monotonic()
+        while True:
+            if not self.nspawn_pid():
+                raise LabError(
+                    f"node {self.name} stopped while booting: see {self.console}\n{self.console_tail()}"
+                )
+            try:
+                with socket.create_connection((self.spec["ip"], 22), timeout=1) as sock:
+                    sock.settimeout(2)
+                    if sock.recv(64).startswith(b"SSH-"):
+                        return time.monotonic() - started
+            except OSError:
+                pass
+            if time.monotonic() - started > timeout:
+                raise LabError(
+                    f"node {self.name}: sshd did not answer on {self.spec['ip']}:22 within "
+                    f"{timeout} s: see {self.console}"
+                )
+            time.sleep(0.1)
+
+    def console_tail(self, lines=10):
+        try:
+            return "\n".join(self.console.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def power_off(self, timeout=60):
+        """Clean shutdown (SIGTERM to nspawn = the node's systemd powers off); return seconds."""
+        started = time.monotonic()
+        pid = self.nspawn_pid()
+        if pid:
+            proc.kill(pid, signal.SIGTERM)
+            if not proc.wait_gone(pid, timeout):
+                log(f"{self.name}: no clean poweroff after {timeout} s, forcing")
+                proc.kill(pid, signal.SIGTERM)  # a second SIGTERM makes nspawn force it
+                if not proc.wait_gone(pid, 10):
+                    self.power_loss()
+        self._cleanup()
+        return time.monotonic() - started
+
+    def power_loss(self):
+        """Everything in the node killed at once (SIGKILL to its PID 1 takes the pid namespace down)."""
+        started = time.monotonic()
+        pid, init = self.nspawn_pid(), self.init_pid()
+        if init:
+            proc.kill(init, signal.SIGKILL)
+        if pid and not proc.wait_gone(pid, 10):
+            proc.kill(pid, signal.SIGKILL)
+            proc.wait_gone(pid, 5)
+        self._cleanup()
+        return time.monotonic() - started
+
+    def _cleanup(self):
+        """After nspawn ended: no process, cgroup, link, pid file or propagation dir left."""
+        for pid in cgroup.pids(self.name):
+            proc.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while cgroup.pids(self.name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cgroup.clean(self.name)
+        net.remove_link(self.name)
+        self.pidfile.unlink(missing_ok=True)
+        for kind in ("propagate", "unix-export", "incoming"):
+            shutil.rmtree(f"/run/systemd/nspawn/{kind}/{self.name}", ignore_errors=True)
+
+    def destroy(self):
+        """Stop (hard), unmount and delete the node."""
+        if self.nspawn_pid():
+            self.power_loss()
+        self._cleanup()
+        umount(self.root)
+        if is_mounted(self.root):
+            raise LabError(f"cannot unmount {self.root}: something still uses it (fuser -vm {self.root})")
+        cgroup.clean(self.name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_in(node, cmd):
+    """Run ``cmd`` inside a running node (nsenter into all its namespaces); CompletedProcess."""
+    init = node.init_pid()
+    if not init:
+        raise LabError(f"node {node.name} is not running: python3 -m lab up {node.name}")
+    return run(["nsenter", "-t", str(init), "-a", *cmd], check=False)

@@ -1,0 +1,256 @@
+"""The lab's package source: a local apt repository and a Python wheelhouse, served on the bridge.
+
+- apt: every ``pkgs`` list of salt/*/defaults.yaml plus lab/packages.txt, downloaded with their
+  dependencies as the base image would need them (a throw-away, never booted overlay on the base
+  image runs ``apt-get install --download-only`` against the host's Debian mirror), indexed with
+  apt-ftparchive. Rebuilt only when the list (or the base image) changes.
+- wheelhouse: ``pip wheel salt==<pin from requirements.txt>`` + ``saltext-redis`` (no deps).
+- ``python3 -m http.server`` on <gateway>:8080 only: ``deb [trusted=yes] http://<gw>:8080/ ./`` and
+  ``http://<gw>:8080/wheelhouse/``.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+from . import HTTP_PORT, REPO, STATE, LabError, cgroup, proc
+from .host import debian_sources, ensure_tools, log, run
+from .inventory import yaml
+from .mount import mount_overlay, umount
+
+SERVE = STATE / "repo"  # the served directory
+LAB_PACKAGES = REPO / "lab" / "packages.txt"
+SALTEXT_REDIS = "saltext-redis==1.0.2"
+HTTP_PID = STATE / "run" / "http.pid"
+
+
+def package_list():
+    """Sorted Debian package names: salt/*/defaults.yaml ``pkgs`` + lab/packages.txt."""
+    pkgs = set()
+    for path in sorted((REPO / "salt").glob("*/defaults.yaml")):
+        try:
+            data = yaml().safe_load(path.read_text(encoding="utf-8")) or {}
+        except Exception as exc:  # pylint: disable=broad-except
+            raise LabError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict) or len(data) != 1:
+            raise LabError(f"{path}: must have exactly one top-level key (the service name)")
+        ((service, body),) = data.items()
+        listed = (body or {}).get("pkgs", []) if isinstance(body, dict) else []
+        if not isinstance(listed, list) or not all(isinstance(p, str) and p for p in listed):
+            raise LabError(f"{path}: {service}.pkgs must be a list of Debian package names")
+        pkgs.update(listed)
+    for line in LAB_PACKAGES.read_text(encoding="utf-8").splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name:
+            pkgs.add(name)
+    bad = sorted(p for p in pkgs if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", p))
+    if bad:
+        raise LabError(
+            f"not Debian package names: {', '.join(bad)} (fix salt/*/defaults.yaml or lab/packages.txt)"
+        )
+    return sorted(pkgs)
+
+
+def salt_pin():
+    for line in (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\s*salt\s*==\s*([^\s;#]+)", line)
+        if match:
+            return match.group(1)
+    raise LabError(f"no 'salt==VERSION' line in {REPO / 'requirements.txt'}")
+
+
+def _key(obj):
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build(image_root, force=False):
+    build_debs(image_root, force)
+    build_wheels(force)
+
+
+def build_debs(image_root, force=False):
+    pkgs = package_list()
+    key = _key({"pkgs": pkgs, "image": image_root.name})
+    stamp = SERVE / ".debs-key"
+    if not force and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == key:
+        log(f"apt repository cached ({len(pkgs)} packages listed): {SERVE}")
+        return
+    ensure_tools("systemd-nspawn", "apt-ftparchive")
+    started = time.monotonic()
+    log(f"building the apt repository: {' '.join(pkgs)}")
+    builder = STATE / "builder"
+    if builder.exists():
+        umount(builder / "root")
+        shutil.rmtree(builder)
+    for sub in ("upper", "work", "root"):
+        (builder / sub).mkdir(parents=True)
+    try:
+        mount_overlay(image_root, builder)
+        root = builder / "root"
+        (root / "etc/apt/sources.list").write_text("\n".join(debian_sources()) + "\n", encoding="utf-8")
+        script = "apt-get -q update && apt-get -q -y -o Dpkg::Use-Pty=0 install --download-only " + " ".join(
+            pkgs
+        )
+        cgroup.create("builder")
+        proc_ = subprocess.run(
+            [
+                "systemd-nspawn",
+                "-q",
+                "-D",
+                str(root),
+                "-M",
+                "labbuilder",
+                "--register=no",
+                "--keep-unit",
+                "--resolv-conf=copy-host",
+                "--timezone=off",
+                "--pipe",
+                "/bin/sh",
+                "-ec",
+                script,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            preexec_fn=lambda: cgroup.enter("builder"),
+        )  # pylint: disable=subprocess-popen-preexec-fn
+        if proc_.returncode != 0:
+            tail = "\n".join((proc_.stderr + proc_.stdout).strip().splitlines()[-15:])
+            raise LabError(
+                f"downloading the lab's Debian packages failed (check the names in "
+                f"salt/*/defaults.yaml and lab/packages.txt):\n{tail}"
+            )
+        debs = sorted((root / "var/cache/apt/archives").glob("*.deb"))
+        tmp = SERVE / "debs.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for deb in debs:
+            shutil.copy2(deb, tmp / deb.name)
+    finally:
+        umount(builder / "root")
+        cgroup.clean("builder")
+        shutil.rmtree(builder, ignore_errors=True)
+    shutil.rmtree(SERVE / "debs", ignore_errors=True)
+    tmp.rename(SERVE / "debs")
+    index = run(["apt-ftparchive", "packages", "debs"], cwd=SERVE, what="apt-ftparchive packages").stdout
+    (SERVE / "Packages").write_text(index, encoding="utf-8")
+    run(["gzip", "-9nkf", "Packages"], cwd=SERVE)
+    release = run(
+        ["apt-ftparchive", "-o", "APT::FTPArchive::Release::Origin=rpi-cluster-lab", "release", "."],
+        cwd=SERVE,
+        what="apt-ftparchive release",
+    ).stdout
+    (SERVE / "Release").write_text(release, encoding="utf-8")
+    stamp.write_text(key + "\n", encoding="utf-8")
+    size = sum(p.stat().st_size for p in (SERVE / "debs").iterdir()) >> 20
+    log(f"apt repository: {len(debs)} .debs, {size} MiB, in {time.monotonic() - started:.0f} s")
+
+
+def _python311():
+    if sys.version_info[:2] == (3, 11):
+        return sys.executable
+    for cand in ("python3.11", "/usr/bin/python3.11"):
+        found = shutil.which(cand)
+        if found:
+            return found
+    raise LabError("the wheelhouse needs Python 3.11 (bookworm's): install python3.11 or run the lab with it")
+
+
+def build_wheels(force=False):
+    pin = salt_pin()
+    key = _key({"salt": pin, "ext": SALTEXT_REDIS, "py": "cp311"})
+    wheels = SERVE / "wheelhouse"
+    stamp = wheels / ".key"
+    if not force and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == key:
+        log(f"wheelhouse cached (salt=={pin}): {wheels}")
+        return
+    started = time.monotonic()
+    log(f"building the wheelhouse: salt=={pin}, {SALTEXT_REDIS} ...")
+    tmp = SERVE / "wheelhouse.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    py = _python311()
+    if subprocess.run([py, "-m", "pip", "--version"], capture_output=True, check=False).returncode != 0:
+        raise LabError(f"{py} has no pip: apt-get install python3-pip (or use a Python 3.11 with pip)")
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    run(
+        [py, "-m", "pip", "wheel", "-q", f"salt=={pin}", "-w", str(tmp)],
+        env=env,
+        what=f"pip wheel salt=={pin}",
+    )
+    run(
+        [py, "-m", "pip", "wheel", "-q", "--no-deps", SALTEXT_REDIS, "-w", str(tmp)],
+        env=env,
+        what=f"pip wheel {SALTEXT_REDIS}",
+    )
+    (tmp / ".key").write_text(key + "\n", encoding="utf-8")
+    shutil.rmtree(wheels, ignore_errors=True)
+    tmp.rename(wheels)
+    log(f"wheelhouse: {len(list(wheels.glob('*.whl')))} wheels in {time.monotonic() - started:.0f} s")
+
+
+# ---- the http server ------------------------------------------------------------------------
+
+
+def server_pid():
+    return proc.read_pid(HTTP_PID, "http.server")
+
+
+def serve(address):
+    """Start the package server on ``address``:8080 (idempotent); return its pid."""
+    pid = server_pid()
+    if pid:
+        return pid
+    HTTP_PID.parent.mkdir(parents=True, exist_ok=True)
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    with open(STATE / "logs" / "http.log", "a", encoding="utf-8") as out:
+        child = subprocess.Popen(  # pylint: disable=consider-using-with
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(HTTP_PORT),
+                "--bind",
+                address,
+                "--directory",
+                str(SERVE),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+        )
+    HTTP_PID.write_text(f"{child.pid}\n", encoding="ascii")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise LabError(
+                f"the package server exited (is port {HTTP_PORT} on {address} taken?): "
+                f"see {STATE / 'logs' / 'http.log'}"
+            )
+        try:
+            socket.create_connection((address, HTTP_PORT), timeout=0.5).close()
+            return child.pid
+        except OSError:
+            time.sleep(0.1)
+    raise LabError(
+        f"the package server did not listen on {address}:{HTTP_PORT}: see {STATE / 'logs' / 'http.log'}"
+    )
+
+
+def unserve():
+    pid = server_pid()
+    if pid:
+        proc.kill(pid)
+        if not proc.wait_gone(pid, 5):
+            proc.kill(pid, 9)
+            proc.wait_gone(pid, 5)
+    HTTP_PID.unlink(missing_ok=True)

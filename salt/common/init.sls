@@ -1,0 +1,50 @@
+{#- Every node: its name, /etc/hosts from the inventory, and a description of the node. #}
+{%- from 'common/map.jinja' import common with context %}
+{%- set node = salt['cluster.node'](grains['id']) %}
+{%- set root = common.root %}
+
+common-cluster-dir-file-directory:
+  file.directory:
+    - name: {{ root ~ common.cluster_dir }}
+    - makedirs: True
+    - mode: '0755'
+
+common-node-file-managed:
+  file.managed:
+    - name: {{ root ~ common.cluster_dir }}/node.yaml
+    - mode: '0644'
+    - contents: |
+        # managed by Salt from the cluster inventory
+        {{ {'node': node} | yaml(False) | indent(8) }}
+    - require:
+      - file: common-cluster-dir-file-directory
+
+common-hostname-file-managed:
+  file.managed:
+    - name: {{ root ~ common.hostname_file }}
+    - makedirs: True
+    - mode: '0644'
+    - contents: {{ node.name }}
+
+{%- if common.set_running_hostname %}
+
+common-hostname-cmd-run:
+  cmd.run:
+    - name: hostname {{ node.name }}
+    - unless: test "$(hostname)" = {{ node.name }}
+    - require:
+      - file: common-hostname-file-managed
+{%- endif %}
+
+common-hosts-file-managed:
+  file.managed:
+    - name: {{ root ~ common.hosts_file }}
+    - makedirs: True
+    - mode: '0644'
+    - source: salt://common/files/hosts.jinja
+    - template: jinja
+    - context:
+        node: {{ node | json }}
+        entries: {{ salt['cluster.hosts_entries']() | json }}
+        vip: {{ salt['cluster.dns_records']() | selectattr('name', 'eq', 'ns') | map(attribute='value') | first | json }}
+        domain: {{ pillar['cluster']['domain'] | json }}

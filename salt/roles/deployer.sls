@@ -1,0 +1,6 @@
+{#- The deployer role: the services it is made of (one folder each under salt/). #}
+{%- from 'roles/marker.jinja' import role_marker with context %}
+include:
+  - common
+
+{{ role_marker('deployer') }}

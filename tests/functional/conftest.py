@@ -1,0 +1,49 @@
+"""Functional tier: Salt's loaders over the real salt/ tree, _modules and pillar; no daemons."""
+
+import subprocess
+import sys
+
+import pytest
+from saltfactories.utils.functional import Loaders
+
+from tests.conftest import INVENTORY, PILLAR_TREE, REPO, STATE_TREE
+
+
+@pytest.fixture(scope="module")
+def node_root(tmp_path_factory):
+    """Where the common state writes /etc/... (the loaders run on the test host itself)."""
+    return tmp_path_factory.mktemp("node-root")
+
+
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("secrets") / "cluster-secrets"
+    subprocess.run([sys.executable, str(REPO / "bootstrap" / "generate-secrets"), str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def minion_opts(salt_factories, node_root, secrets_dir):
+    factory = salt_factories.salt_minion_daemon(
+        "alpha",
+        overrides={
+            "file_client": "local",
+            "file_roots": {"base": [str(STATE_TREE)]},
+            "pillar_roots": {"base": [str(PILLAR_TREE)]},
+            "cluster_inventory": str(INVENTORY),
+            "cluster_secrets_dir": str(secrets_dir),
+            "grains": {"roles": ["lanservices"]},
+            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False}},
+        },
+    )
+    return factory.config.copy()
+
+
+@pytest.fixture(scope="module")
+def loaders(minion_opts):
+    return Loaders(minion_opts, loaded_base_name=f"{__name__}.loaded")
+
+
+@pytest.fixture
+def modules(loaders):
+    return loaders.modules

@@ -1,0 +1,58 @@
+"""The real state tree applied through the loaders: common, role SLS, test mode, idempotency."""
+
+import yaml
+
+
+def _changed(ret):
+    return {sid: r["changes"] for sid, r in ret.raw.items() if r["changes"]} if isinstance(ret.raw, dict) else ret
+
+
+def test_pillar_holds_the_validated_inventory_and_role_secrets(modules):
+    pillar = modules.pillar.items(unmask=True)
+    assert pillar["cluster"]["nodes"]["alpha"]["ip"] == "192.168.10.6"
+    assert set(pillar["secrets"]) == {"tsig_key", "omapi_key", "vrrp_password"}
+    assert len(pillar["secrets"]["vrrp_password"]) == 8
+
+
+def test_model_module_through_the_loader(modules):
+    assert modules.cluster.lanservices() == {"primary": "alpha", "secondary": "beta"}
+    assert modules.cluster.nodes("compute") == ["delta", "epsilon", "gamma", "zeta"]
+
+
+def test_common_in_test_mode_changes_nothing(modules, node_root):
+    ret = modules.state.sls("common", test=True)
+    assert ret.failed is False
+    would = [r for r in ret.raw.values() if r["result"] is None]
+    assert would, "test mode should report what would change"
+    assert not (node_root / "etc" / "hosts").exists()
+
+
+def test_common_applies_then_reports_zero_changes(modules, node_root):
+    ret = modules.state.sls("common")
+    assert ret.failed is False, ret.raw
+    hosts = (node_root / "etc" / "hosts").read_text()
+    assert "192.168.10.21\tdelta.dc1.b3rry.clust0r delta\n" in hosts
+    assert "192.168.10.111\tns.dc1.b3rry.clust0r ns\n" in hosts
+    assert (node_root / "etc" / "hostname").read_text().strip() == "alpha"
+    node = yaml.safe_load((node_root / "etc" / "cluster" / "node.yaml").read_text())
+    assert node["node"]["roles"] == ["lanservices"]
+    again = modules.state.sls("common")
+    assert again.failed is False
+    assert _changed(again) == {}
+
+
+def test_highstate_applies_the_grain_role_only(modules, node_root):
+    ret = modules.state.highstate()
+    assert ret.failed is False, ret.raw
+    roles_d = node_root / "etc" / "cluster" / "roles.d"
+    assert sorted(p.name for p in roles_d.iterdir()) == ["lanservices"]
+    assert "in_inventory: True" in (roles_d / "lanservices").read_text()
+    assert _changed(modules.state.highstate()) == {}
+
+
+def test_a_drifted_file_is_put_back(modules, node_root):
+    hosts = node_root / "etc" / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    ret = modules.state.sls("common")
+    assert "common-hosts-file-managed" in "".join(_changed(ret))
+    assert "alpha.dc1.b3rry.clust0r" in hosts.read_text()

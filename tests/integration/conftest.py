@@ -1,0 +1,140 @@
+"""Integration tier: a real salt-master and minions (pytest-salt-factories) on this host.
+
+Minions are named after inventory nodes and carry the role grains the bootstrap would
+write. They run on the test host itself, so the common state's paths are redirected into
+a scratch root per minion (common:lookup:root in the minion config).
+"""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import INVENTORY, PILLAR_TREE, REPO, STATE_TREE
+
+# the integration cluster: the project inventory minus three compute nodes (every node of
+# the inventory has a running minion, or the orchestration would rightly report it missing)
+NODES = ("psi", "alpha", "beta", "delta")
+ROLES = {"psi": ["deployer"], "alpha": ["lanservices"], "beta": ["lanservices"], "delta": ["compute"]}
+
+
+@pytest.fixture(scope="session")
+def integration_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("integration")
+
+
+@pytest.fixture(scope="session")
+def inventory_file(integration_dir):
+    data = yaml.safe_load(INVENTORY.read_text(encoding="utf-8"))
+    data["cluster"]["nodes"] = {n: s for n, s in data["cluster"]["nodes"].items() if n in NODES}
+    path = integration_dir / "inventory.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def broken_inventory(inventory_file):
+    """Swap in an inventory with an invalid IP for the duration of one test."""
+    good = inventory_file.read_text(encoding="utf-8")
+    inventory_file.write_text(good.replace("ip: 192.168.10.8", "ip: 192.168.6.10.8"), encoding="utf-8")
+    assert inventory_file.read_text(encoding="utf-8") != good
+    try:
+        yield "cluster.nodes.beta.ip: '192.168.6.10.8' is not an IPv4 address"
+    finally:
+        inventory_file.write_text(good, encoding="utf-8")
+
+
+@pytest.fixture
+def inventory_with_gamma(inventory_file):
+    """Add compute node gamma to the inventory for one test."""
+    good = inventory_file.read_text(encoding="utf-8")
+    data = yaml.safe_load(good)
+    data["cluster"]["nodes"]["gamma"] = yaml.safe_load(INVENTORY.read_text(encoding="utf-8"))["cluster"]["nodes"]["gamma"]
+    inventory_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    try:
+        yield
+    finally:
+        inventory_file.write_text(good, encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def secrets_dir(integration_dir):
+    path = integration_dir / "cluster-secrets"
+    subprocess.run([sys.executable, str(REPO / "bootstrap" / "generate-secrets"), str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, inventory_file, secrets_dir):
+    factory = salt_factories.salt_master_daemon(
+        "rpic-master",
+        overrides={
+            "file_roots": {"base": [str(STATE_TREE)]},
+            "pillar_roots": {"base": [str(PILLAR_TREE)]},
+            "runner_dirs": [str(REPO / "_runners")],
+            "cluster_inventory": str(inventory_file),
+            "cluster_secrets_dir": str(secrets_dir),
+            "auto_accept": False,
+            "open_mode": False,
+            "pillar_safe_render_error": True,
+        },
+    )
+    with factory.started(start_timeout=120):
+        yield factory
+
+
+def node_root(integration_dir, name):
+    return integration_dir / "roots" / name
+
+
+def _minion(salt_master, integration_dir, name, roles):
+    root = node_root(integration_dir, name)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    return salt_master.salt_minion_daemon(
+        name,
+        overrides={
+            "grains": {"roles": roles},
+            "common": {"lookup": {"root": str(root), "set_running_hostname": False}},
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def minions(salt_master, integration_dir):
+    factories = {n: _minion(salt_master, integration_dir, n, r) for n, r in ROLES.items()}
+    for factory in factories.values():
+        factory.start(start_timeout=120)
+    try:
+        yield factories
+    finally:
+        for factory in factories.values():
+            factory.terminate()
+
+
+@pytest.fixture
+def spawn_minion(salt_master, integration_dir):
+    """Start an extra minion (e.g. one lying about its roles) for one test."""
+    started = []
+
+    def spawn(name, roles):
+        factory = _minion(salt_master, integration_dir, name, roles)
+        factory.start(start_timeout=120)
+        started.append(factory)
+        return factory
+
+    yield spawn
+    for factory in started:
+        factory.terminate()
+
+
+@pytest.fixture(scope="session")
+def salt_cli(salt_master):
+    return salt_master.salt_cli(timeout=180)
+
+
+@pytest.fixture(scope="session")
+def salt_run_cli(salt_master):
+    return salt_master.salt_run_cli(timeout=300)

@@ -1,0 +1,102 @@
+"""End-to-end fixtures for the virtual lab (lab/): the whole inventory booted once per session.
+
+Other end-to-end tests (bootstrap, DNS, ...) reuse the session fixture ``lab``:
+
+    def test_something(lab):
+        assert lab.run("alpha", "hostname").stdout.strip() == "alpha"
+
+They skip (one line) only when not root or when systemd-nspawn nodes cannot run here.
+Set LAB_KEEP=1 to leave the lab running after the session (for debugging).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from lab import STATE, access, host  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def _skip_reason():
+    if os.geteuid() != 0:
+        return "lab tests need root (namespaces, mounts, a bridge)"
+    reason = host.preflight()
+    return f"systemd-nspawn nodes cannot run here: {reason}" if reason else None
+
+
+class Lab:
+    """Drive the lab: ``cli(*args)``, ``status()``, ``run(node, cmd)``."""
+
+    state = STATE
+
+    def cli(self, *args, check=True, timeout=900):
+        """``python3 -m lab ARGS`` from the repo root; CompletedProcess (text)."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "lab", *map(str, args)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"python3 -m lab {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                f"{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def status(self):
+        return json.loads(self.cli("status", "--json").stdout)
+
+    @property
+    def nodes(self):
+        return list(self.status()["nodes"])
+
+    def ip(self, node):
+        return self.status()["nodes"][node]["ip"]
+
+    def run(self, node, cmd, timeout=60, check=False):
+        """Run the shell command ``cmd`` on ``node`` over SSH: as pi with the default password while
+        the node is vanilla, else as the admin with the lab key. CompletedProcess (text)."""
+        ip = node if node[0].isdigit() else self.ip(node)
+        proc = None
+        for argv in (access.as_pi(ip, [cmd]), access.as_admin(ip, [cmd])):
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+            )
+            if not access.auth_failed(proc):
+                break
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{node}: {cmd!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture(scope="session")
+def lab_cli():
+    """The lab's command line, nothing started (skips when the lab cannot run here)."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return Lab()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_cli):  # pylint: disable=redefined-outer-name
+    """Every node of lab/inventory.yaml built, booted and answering SSH (once per session)."""
+    lab_cli.cli("build", timeout=1800)
+    lab_cli.cli("up", timeout=600)
+    st = lab_cli.status()
+    down = [n for n, s in st["nodes"].items() if s["state"] != "running"]
+    assert not down, f"nodes not running after up: {down}"
+    yield lab_cli
+    if not os.environ.get("LAB_KEEP"):
+        lab_cli.cli("down", check=False, timeout=300)
