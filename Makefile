@@ -2,7 +2,6 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 HOSTPY  ?= python3
-SALTEXT_REDIS := saltext-redis==1.0.2
 
 .PHONY: help venv host-packages lint test unit functional integration lab-test lab lab-down bench clean
 
@@ -15,10 +14,10 @@ venv: $(VENV)/.installed
 
 # Recreated only when requirements.txt changes. saltext-redis goes in with --no-deps:
 # its redis-py-cluster dependency would downgrade the redis client to 3.x.
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(HOSTPY) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(SALTEXT_REDIS)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	touch $@
 
 host-packages:
@@ -26,7 +25,7 @@ host-packages:
 
 lint: venv
 	$(VENV)/bin/ruff check _modules _states _grains _runners lab tests bootstrap/validate-inventory bootstrap/generate-secrets
-	$(VENV)/bin/yamllint -s -d '{extends: default, rules: {line-length: {max: 130}, document-start: disable, braces: {max-spaces-inside: 1}, comments: {min-spaces-from-content: 1}}}' pillar/cluster/inventory.yaml lab/inventory.yaml master.d
+	$(VENV)/bin/yamllint -s pillar/cluster/inventory.yaml lab/inventory.yaml master.d
 
 test: venv host-packages lint
 	$(PY) -m pytest
@@ -40,6 +39,7 @@ lab-test: venv host-packages
 lab:
 	$(HOSTPY) -m lab build
 	$(HOSTPY) -m lab up
+	$(HOSTPY) -m lab bootstrap
 	$(HOSTPY) -m lab status
 
 lab-down:

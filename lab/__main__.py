@@ -5,7 +5,7 @@ import fcntl
 import json
 import sys
 
-from . import DEFAULT_INVENTORY, STATE, LabError, access, faults, lifecycle
+from . import DEFAULT_INVENTORY, STATE, LabError, access, cluster, faults, lifecycle
 from .host import require_root
 from .inventory import load
 
@@ -57,6 +57,7 @@ def main(argv=None):
         "nodes", nargs="*", metavar="NODE"
     )
     sub.add_parser("down", help="remove everything the lab made")
+    sub.add_parser("bootstrap", help="the deployer, then every node over salt-ssh (all nodes must be up)")
     sub.add_parser("status", help="nodes and their state").add_argument("--json", action="store_true")
     p_ssh = sub.add_parser("ssh", help="a shell or a command on a node (pi while vanilla, then the admin)")
     p_ssh.add_argument("node")
@@ -86,6 +87,10 @@ def main(argv=None):
             return 0
         if args.command == "status":
             return _status(inv, args.json)
+        if args.command == "bootstrap":
+            times = cluster.bootstrap(inv, lifecycle.nodes_of(inv))
+            print("bootstrap times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
+            return 0
         if args.command == "ssh":
             cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
             (node,) = lifecycle.nodes_of(inv, [args.node])

@@ -26,7 +26,7 @@ from .mount import mount_overlay, umount
 
 SERVE = STATE / "repo"  # the served directory
 LAB_PACKAGES = REPO / "lab" / "packages.txt"
-SALTEXT_REDIS = "saltext-redis==1.0.2"
+
 HTTP_PID = STATE / "run" / "http.pid"
 
 
@@ -57,12 +57,18 @@ def package_list():
     return sorted(pkgs)
 
 
-def salt_pin():
-    for line in (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        match = re.match(r"\s*salt\s*==\s*([^\s;#]+)", line)
+def pin(package="salt"):
+    """The version requirements.txt pins for ``package``."""
+    text = "".join((REPO / f).read_text(encoding="utf-8") for f in ("requirements.txt", "requirements-nodeps.txt"))
+    for line in text.splitlines():
+        match = re.match(rf"\s*{re.escape(package)}\s*==\s*([^\s;#]+)", line)
         if match:
             return match.group(1)
-    raise LabError(f"no 'salt==VERSION' line in {REPO / 'requirements.txt'}")
+    raise LabError(f"no '{package}==VERSION' line in {REPO / 'requirements.txt'}")
+
+
+def salt_pin():
+    return pin("salt")
 
 
 def _key(obj):
@@ -164,15 +170,17 @@ def _python311():
 
 
 def build_wheels(force=False):
-    pin = salt_pin()
-    key = _key({"salt": pin, "ext": SALTEXT_REDIS, "py": "cp311"})
+    salt_version = salt_pin()
+    redis = f"redis=={pin('redis')}"  # the client saltext-redis needs on the master
+    saltext_redis = f"saltext-redis=={pin('saltext-redis')}"
+    key = _key({"salt": salt_version, "ext": saltext_redis, "redis": redis, "py": "cp311", "extra": "async-timeout"})
     wheels = SERVE / "wheelhouse"
     stamp = wheels / ".key"
     if not force and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == key:
-        log(f"wheelhouse cached (salt=={pin}): {wheels}")
+        log(f"wheelhouse cached (salt=={salt_version}): {wheels}")
         return
     started = time.monotonic()
-    log(f"building the wheelhouse: salt=={pin}, {SALTEXT_REDIS} ...")
+    log(f"building the wheelhouse: salt=={salt_version}, {saltext_redis} ...")
     tmp = SERVE / "wheelhouse.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -181,14 +189,20 @@ def build_wheels(force=False):
         raise LabError(f"{py} has no pip: apt-get install python3-pip (or use a Python 3.11 with pip)")
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
     run(
-        [py, "-m", "pip", "wheel", "-q", f"salt=={pin}", "-w", str(tmp)],
+        [py, "-m", "pip", "wheel", "-q", f"salt=={salt_version}", "-w", str(tmp)],
         env=env,
-        what=f"pip wheel salt=={pin}",
+        what=f"pip wheel salt=={salt_version}",
     )
     run(
-        [py, "-m", "pip", "wheel", "-q", "--no-deps", SALTEXT_REDIS, "-w", str(tmp)],
+        [py, "-m", "pip", "wheel", "-q", "--no-deps", saltext_redis, "-w", str(tmp)],
         env=env,
-        what=f"pip wheel {SALTEXT_REDIS}",
+        what=f"pip wheel {saltext_redis}",
+    )
+    # bookworm's Python is 3.11.2: redis needs async-timeout there (not on this host's newer 3.11)
+    run(
+        [py, "-m", "pip", "wheel", "-q", redis, "async-timeout>=4.0.3", "-w", str(tmp)],
+        env=env,
+        what=f"pip wheel {redis}",
     )
     (tmp / ".key").write_text(key + "\n", encoding="utf-8")
     shutil.rmtree(wheels, ignore_errors=True)

@@ -34,4 +34,6 @@ def run():
         # role secrets only once the deployer bootstrap generated them (bootstrap/generate-secrets)
         if os.path.isfile(os.path.join(pillar_root, "secrets", f"{role}.sls")) and os.path.isdir(secrets_dir):
             top[ids(role)] = [{"match": "list"}, f"secrets.{role}"]
+    for name in model.nodes(None, inventory):  # each node's own Salt key, to that node only
+        top.setdefault(name, []).append("secrets.minion_key")
     return {"base": top}

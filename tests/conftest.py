@@ -2,6 +2,8 @@
 
 import importlib.util
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -21,7 +23,9 @@ def load_by_path(name, path):
 
 @pytest.fixture(scope="session")
 def salt_factories_default_root_dir():
-    # salt-factories' default is a fixed /tmp/<id>; keep it short for unix socket paths
-    root = pathlib.Path("/tmp/rpic/sf")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    # salt-factories' default is a fixed /tmp/<id>: one short directory per test session
+    # instead (unix socket paths are limited; concurrent sessions must not share daemons)
+    pathlib.Path("/tmp/rpic").mkdir(exist_ok=True)
+    root = pathlib.Path(tempfile.mkdtemp(prefix="sf", dir="/tmp/rpic"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)

@@ -2,6 +2,9 @@
 {%- from 'common/map.jinja' import common with context %}
 {%- set node = salt['cluster.node'](grains['id']) %}
 {%- set root = common.root %}
+{%- if common.include %}
+include: {{ common.include | json }}
+{%- endif %}
 
 common-cluster-dir-file-directory:
   file.directory:

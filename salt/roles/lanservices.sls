@@ -1,6 +1,6 @@
-{#- The lanservices role: the services it is made of (one folder each under salt/). #}
+{#- The lanservices role: common, then its services (salt/roles/defaults.yaml). #}
+{%- from 'roles/map.jinja' import roles with context %}
 {%- from 'roles/marker.jinja' import role_marker with context %}
-include:
-  - common
+include: {{ (['common'] + roles.services['lanservices']) | json }}
 
 {{ role_marker('lanservices') }}

@@ -33,7 +33,8 @@ def minion_opts(salt_factories, node_root, secrets_dir):
             "cluster_inventory": str(INVENTORY),
             "cluster_secrets_dir": str(secrets_dir),
             "grains": {"roles": ["lanservices"]},
-            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False}},
+            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False, "include": []}},
+            "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},
         },
     )
     return factory.config.copy()

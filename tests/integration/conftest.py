@@ -97,7 +97,8 @@ def _minion(salt_master, integration_dir, name, roles):
         name,
         overrides={
             "grains": {"roles": roles},
-            "common": {"lookup": {"root": str(root), "set_running_hostname": False}},
+            "common": {"lookup": {"root": str(root), "set_running_hostname": False, "include": []}},
+            "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},
         },
     )
 

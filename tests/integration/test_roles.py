@@ -71,7 +71,7 @@ def test_secrets_follow_the_inventory_not_the_grains(minions, inventory_with_gam
     ret = salt_cli.run("pillar.items", minion_tgt="gamma")
     assert ret.returncode == 0, ret
     assert "cluster" in ret.data
-    assert set(ret.data["secrets"]) == {"k3s_token"}
+    assert set(ret.data["secrets"]) == {"k3s_token", "mpi_ssh_key", "mpi_ssh_pub"}
     lan = salt_cli.run("pillar.items", minion_tgt="alpha")
     assert set(lan.data["secrets"]) == {"tsig_key", "omapi_key", "vrrp_password"}
 

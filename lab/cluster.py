@@ -1,0 +1,130 @@
+"""Bootstrap the lab's cluster the way an admin bootstraps real Pis.
+
+1. the checkout goes onto the deployer (/srv/cluster), with the lab's inventory;
+2. ``bootstrap/deployer`` runs there as root (package cache: the lab's server; admin key: the lab's);
+3. from the deployer, ``salt-ssh '*' state.apply bootstrap.minion`` reaches every node, vanilla or not;
+4. wait until every minion answers ``test.ping``.
+Every step is idempotent: ``python3 -m lab bootstrap`` twice changes nothing the second time.
+"""
+
+import json
+import subprocess
+import time
+
+from . import HTTP_PORT, REPO, LabError, access
+from .host import log
+from .inventory import model
+
+CHECKOUT = "/srv/cluster"
+
+
+def on_node(node, command, stdin=None, timeout=900):
+    """Run a shell command on ``node`` as whoever can log in (pi while vanilla, then the admin)."""
+    user = access.login_method(node)
+    argv = access.METHODS[user](node.spec["ip"], [command])
+    proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
+    return proc
+
+
+def _checked(node, command, what, stdin=None, timeout=900):
+    proc = on_node(node, command, stdin=stdin, timeout=timeout)
+    if proc.returncode != 0:
+        out = (proc.stdout or b"").decode(errors="replace")[-3000:] + (proc.stderr or b"").decode(errors="replace")[-2000:]
+        raise LabError(f"{what} failed on {node.name} (exit {proc.returncode}):\n{out}")
+    return proc.stdout.decode(errors="replace")
+
+
+def _checkout_tar():
+    """The checkout as a tar stream: tracked and new files, not what .gitignore excludes."""
+    files = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True, check=True,
+    ).stdout
+    existing = b"\0".join(f for f in files.split(b"\0") if f and (REPO / f.decode()).exists())
+    return subprocess.run(
+        ["tar", "-C", str(REPO), "--null", "-T", "-", "-cf", "-"], input=existing, capture_output=True, check=True
+    ).stdout
+
+
+def bootstrap(inv, nodes):
+    """Bootstrap the whole lab cluster; return the seconds each step took."""
+    by_name = {n.name: n for n in nodes}
+    down = [n.name for n in nodes if not n.running()]
+    if down:
+        raise LabError(f"nodes not running: {', '.join(down)} (python3 -m lab up)")
+    deployer = by_name[model().deployer(inv)]
+    cache = f"http://{inv['network']['gateway']}:{HTTP_PORT}"
+    times = {}
+
+    started = time.monotonic()
+    log(f"copying the checkout to {deployer.name}:{CHECKOUT}")
+    _checked(
+        deployer,
+        f"sudo rm -rf {CHECKOUT}.new && sudo mkdir -p {CHECKOUT}.new && sudo tar -C {CHECKOUT}.new -xf - && "
+        f"sudo rm -rf {CHECKOUT}.old && (sudo mv {CHECKOUT} {CHECKOUT}.old 2>/dev/null || true) && "
+        f"sudo mv {CHECKOUT}.new {CHECKOUT} && sudo rm -rf {CHECKOUT}.old",
+        "copying the checkout",
+        stdin=_checkout_tar(),
+    )
+    _checked(deployer, f"sudo tee {CHECKOUT}/lab-admin.pub >/dev/null", "copying the lab admin key", stdin=access.KEY.with_suffix(".pub").read_bytes())
+    times["copy"] = time.monotonic() - started
+
+    started = time.monotonic()
+    log(f"bootstrap/deployer on {deployer.name}")
+    out = _checked(
+        deployer,
+        f"sudo {CHECKOUT}/bootstrap/deployer --package-cache {cache} --inventory {CHECKOUT}/lab/inventory.yaml "
+        f"--admin-key {CHECKOUT}/lab-admin.pub",
+        "bootstrap/deployer",
+    )
+    log(out.strip().splitlines()[-1] if out.strip() else "")
+    times["deployer"] = time.monotonic() - started
+
+    started = time.monotonic()
+    log("salt-ssh '*' state.apply bootstrap.minion (from the deployer)")
+    out = _checked(
+        deployer,
+        f"cd {CHECKOUT} && sudo salt-ssh --out json --static '*' state.apply bootstrap.minion",
+        "salt-ssh bootstrap.minion",
+        timeout=1800,
+    )
+    times["minions"] = time.monotonic() - started
+    failed = _failed_states(out)
+    if failed:
+        raise LabError("bootstrap.minion failed:\n" + "\n".join(failed))
+
+    started = time.monotonic()
+    names = sorted(by_name)
+    for _ in range(60):
+        out = on_node(deployer, "sudo salt --out json --static --timeout 10 '*' test.ping").stdout.decode()
+        try:
+            answered = sorted(k for k, v in json.loads(out or "{}").items() if v is True)
+        except ValueError:
+            answered = []
+        if answered == names:
+            break
+        time.sleep(2)
+    else:
+        raise LabError(f"minions answering test.ping: {answered}, expected {names}")
+    times["ping"] = time.monotonic() - started
+    log("every minion answers: " + ", ".join(names))
+    return times
+
+
+def _failed_states(out):
+    try:
+        data = json.loads(out)
+    except ValueError:
+        return [f"unreadable salt-ssh output: {out[-2000:]}"]
+    failed = []
+    for minion, ret in data.items():
+        if not isinstance(ret, dict):
+            failed.append(f"{minion}: {ret}")
+            continue
+        for sid, state in ret.items():
+            if isinstance(state, dict) and state.get("result") is False:
+                failed.append(f"{minion}: {sid}: {state.get('comment')}")
+            elif not isinstance(state, dict):
+                failed.append(f"{minion}: {ret}")
+                break
+    return failed

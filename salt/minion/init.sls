@@ -1,0 +1,86 @@
+{#- salt-minion: pinned Salt in a venv, configuration from the inventory (id, roles grain),
+    the master pinned by fingerprint, the node's pre-seeded key (the master already accepted
+    it: the minion connects at once, nothing to accept). #}
+{%- from 'minion/map.jinja' import minion with context %}
+{#- read from the pillar, not through the cluster module: under salt-ssh every Jinja call of an
+    execution module is a round trip to the node, without the pillar #}
+{%- set me = dict(pillar['cluster']['nodes'][grains['id']], name=grains['id']) %}
+
+minion-venv-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ minion.pkgs | json }}
+
+minion-venv-cmd-run:
+  cmd.run:
+    - name: python3 -m venv {{ minion.venv }}
+    - creates: {{ minion.venv }}/bin/python
+    - require:
+      - pkg: minion-venv-pkg-installed
+
+minion-salt-pip-cmd-run:
+  cmd.run:
+    - name: {{ minion.venv }}/bin/pip install -q --disable-pip-version-check {{ minion.pip_source }} salt=={{ minion.salt_version }}
+    - unless: {{ minion.venv }}/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('salt') != '{{ minion.salt_version }}')"
+    - require:
+      - cmd: minion-venv-cmd-run
+
+minion-config-file-managed:
+  file.managed:
+    - name: {{ minion.config_file }}
+    - makedirs: True
+    - mode: '0644'
+    - contents: |
+        # managed by Salt (salt/minion) from the cluster inventory
+        master: {{ minion.master }}
+        id: {{ me.name }}
+        master_finger: '{{ minion.master_finger }}'
+        grains:
+          roles: {{ me.roles | json }}
+
+minion-pki-dir-file-directory:
+  file.directory:
+    - name: {{ minion.pki_dir }}
+    - makedirs: True
+    - mode: '0700'
+
+{%- if pillar.get('minion_key') %}
+
+minion-key-pem-file-managed:
+  file.managed:
+    - name: {{ minion.pki_dir }}/minion.pem
+    - contents_pillar: minion_key:pem
+    - mode: '0400'
+    - show_changes: False
+    - require:
+      - file: minion-pki-dir-file-directory
+
+minion-key-pub-file-managed:
+  file.managed:
+    - name: {{ minion.pki_dir }}/minion.pub
+    - contents_pillar: minion_key:pub
+    - mode: '0644'
+    - require:
+      - file: minion-pki-dir-file-directory
+{%- endif %}
+
+minion-unit-file-managed:
+  file.managed:
+    - name: {{ minion.unit_file }}
+    - source: salt://minion/files/salt-minion.service
+    - template: jinja
+    - context:
+        minion: {{ minion | json }}
+
+minion-service-running:
+  service.running:
+    - name: {{ minion.service }}
+    - enable: True
+    - require:
+      - cmd: minion-salt-pip-cmd-run
+    - watch:
+      - file: minion-unit-file-managed
+      - file: minion-config-file-managed
+{%- if pillar.get('minion_key') %}
+      - file: minion-key-pem-file-managed
+      - file: minion-key-pub-file-managed
+{%- endif %}
