@@ -576,3 +576,50 @@ def roster(inventory=None, **entry):
     inv = _inv(inventory)
     entry = {k: v for k, v in entry.items() if not k.startswith("__")}
     return {n: {"host": inv["nodes"][n]["ip"], **entry} for n in nodes(None, inv)}
+
+
+def distcc_hosts(jobs=None, options="lzo", inventory=None):
+    """
+    distcc host specifications of the compute nodes, ordered by IP: ``IP[/JOBS][,OPTIONS]``
+    (the lines of ``/etc/distcc/hosts``). ``jobs`` caps the jobs sent to one host at a time,
+    ``options`` are distcc's per-host options (``lzo``: compress; empty: none).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.distcc_hosts jobs=4
+    """
+    inv = _inv(inventory)
+    suffix = ""
+    if jobs not in (None, ""):
+        if isinstance(jobs, bool) or not str(jobs).isdigit() or int(jobs) < 1:
+            raise CommandExecutionError(f"distcc jobs must be a positive integer, got {jobs!r}")
+        suffix += f"/{int(jobs)}"
+    if options:
+        if not re.fullmatch(r"[a-z]+(,[a-z]+)*", str(options)):
+            raise CommandExecutionError(f"distcc host options must look like 'lzo' or 'cpp,lzo', got {options!r}")
+        suffix += f",{options}"
+    return [inv["nodes"][n]["ip"] + suffix for n in nodes("compute", inv)]
+
+
+def mpi_hostfile(slots=None, inventory=None):
+    """
+    The lines of the MPICH (Hydra) host file: one compute node name per line, ordered by IP,
+    as ``name:slots`` when ``slots`` is given. With one slot per host (no ``slots``),
+    ``mpiexec -f FILE -n N`` places rank i on node i mod len(nodes).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cluster.mpi_hostfile
+        salt-call cluster.mpi_hostfile slots=4
+    """
+    inv = _inv(inventory)
+    suffix = ""
+    if slots not in (None, ""):
+        if isinstance(slots, bool) or not str(slots).isdigit() or int(slots) < 1:
+            raise CommandExecutionError(f"MPI slots per host must be a positive integer, got {slots!r}")
+        suffix = f":{int(slots)}"
+    return [n + suffix for n in nodes("compute", inv)]

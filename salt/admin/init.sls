@@ -3,6 +3,10 @@
 {%- from 'admin/map.jinja' import admin with context %}
 {%- set admin_ready = [{'ssh_auth': 'admin-keys-ssh-auth-manage'}, {'file': 'admin-sudoers-file-managed'}] %}
 
+admin-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ admin.pkgs | json }}
+
 admin-user-present:
   user.present:
     - name: {{ admin.user }}
@@ -26,6 +30,7 @@ admin-sudoers-file-managed:
     - group: root
     - check_cmd: /usr/sbin/visudo -c -f
     - require:
+      - pkg: admin-pkg-installed
       - user: admin-user-present
 
 admin-default-user-password-locked:

@@ -3,6 +3,10 @@
 include:
   - admin
 
+sshd-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ sshd.pkgs | json }}
+
 sshd-config-dropin-file-managed:
   file.managed:
     - name: {{ sshd.dropin }}
@@ -14,6 +18,7 @@ sshd-config-dropin-file-managed:
         {%- endfor %}
     - require:
       - sls: admin
+      - pkg: sshd-pkg-installed
 
 sshd-config-test-cmd-run:
   cmd.run:

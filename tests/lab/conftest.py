@@ -14,6 +14,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -100,3 +101,33 @@ def lab(lab_cli):  # pylint: disable=redefined-outer-name
     yield lab_cli
     if not os.environ.get("LAB_KEEP"):
         lab_cli.cli("down", check=False, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def cluster(lab):  # pylint: disable=redefined-outer-name
+    """The lab bootstrapped: salt-master on psi, every node a connected minion (once per session)."""
+    started = time.monotonic()
+    proc = lab.cli("bootstrap", timeout=1800)
+    print(f"\nlab bootstrap: {time.monotonic() - started:.1f} s\n{proc.stdout[-600:]}")
+    return lab
+
+
+def salt(lab, args, timeout=300):  # pylint: disable=redefined-outer-name
+    """`salt ARGS` on the deployer, JSON output parsed."""
+    # -t: on 2 cores, busy minions miss the find_job polls of the default 5 s timeout
+    proc = lab.run("psi", f"sudo salt -t {timeout} --out json --static {args}", timeout=timeout + 30)
+    try:
+        return json.loads(proc.stdout or "{}")
+    except ValueError:
+        raise AssertionError(f"salt {args}: {proc.stdout}\n{proc.stderr}") from None
+
+
+def changes(state_returns):
+    """{minion: [state ids that changed]} from a state run's JSON (a failure is an error)."""
+    out = {}
+    for minion, ret in state_returns.items():
+        assert isinstance(ret, dict), f"{minion}: {ret}"
+        failed = {sid: s.get("comment") for sid, s in ret.items() if s.get("result") is False}
+        assert not failed, f"{minion}: {failed}"
+        out[minion] = sorted(sid.split("_|-")[1] for sid, s in ret.items() if s.get("changes"))
+    return out

@@ -10,28 +10,12 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from lab import access
+from tests.lab.conftest import salt
 
 REPO_ON_DEPLOYER = "/srv/cluster"
 
 
-@pytest.fixture(scope="module")
-def cluster(lab):
-    started = time.monotonic()
-    proc = lab.cli("bootstrap", timeout=1800)
-    print(f"\nlab bootstrap (from vanilla): {time.monotonic() - started:.1f} s\n{proc.stdout[-600:]}")
-    return lab
-
-
-def salt(cluster, args, timeout=120):
-    """`salt ARGS` on the deployer, JSON output parsed."""
-    proc = cluster.run("psi", f"sudo salt --out json --static {args}", timeout=timeout)
-    try:
-        return json.loads(proc.stdout or "{}")
-    except ValueError:
-        raise AssertionError(f"salt {args}: {proc.stdout}\n{proc.stderr}") from None
 
 
 def test_every_minion_answers(cluster):

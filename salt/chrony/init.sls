@@ -1,0 +1,102 @@
+{#- NTP on every node (chrony). The lanservices nodes serve the cluster subnet: upstream from
+    the inventory (cluster:network:ntp_upstream), each other as a source, `local stratum ...
+    orphan` while no upstream is reachable. Every other node is a client of both. Server or
+    client is decided by the inventory (cluster.roles), never by grains. #}
+{%- from 'chrony/map.jinja' import chrony with context %}
+{%- set pair = salt['cluster.lanservices']() %}
+{%- set lanservices = [pair.primary, pair.secondary] %}
+{%- set is_server = 'lanservices' in salt['cluster.roles'](grains['id']) %}
+{%- set network = pillar['cluster']['network'] %}
+{%- set servers = [] %}
+{%- for name in lanservices if name != grains['id'] %}
+{%-   do servers.append(salt['cluster.node'](name).ip) %}
+{%- endfor %}
+{%- set nspawn = grains.get('virtual') == 'systemd-nspawn' %}
+{%- set root = chrony.root %}
+{%- set dropin_state = 'chrony-nspawn-dropin-file-' ~ ('managed' if nspawn else 'absent') %}
+{%- if chrony.pkgs %}
+
+chrony-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ chrony.pkgs | json }}
+{%- endif %}
+
+chrony-config-file-managed:
+  file.managed:
+    - name: {{ root ~ chrony.config }}
+    - makedirs: True
+    - source: salt://chrony/files/chrony.conf.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        chrony: {{ chrony | json }}
+        node: {{ grains['id'] | json }}
+        server: {{ is_server | json }}
+        upstream: {{ (network.ntp_upstream if is_server else []) | json }}
+        servers: {{ servers | json }}
+        subnet: {{ network.subnet | json }}
+    # chronyd -p parses the candidate (unknown or malformed directives fail) and exits
+    - check_cmd: /usr/sbin/chronyd -p -f
+{%- if chrony.pkgs %}
+    - require:
+      - pkg: chrony-pkg-installed
+{%- endif %}
+
+chrony-defaults-file-managed:
+  file.managed:
+    - name: {{ root ~ chrony.defaults_file }}
+    - makedirs: True
+    - source: salt://chrony/files/chrony.default.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        nspawn: {{ nspawn | json }}
+        daemon_opts: {{ (chrony.nspawn_daemon_opts if nspawn else chrony.daemon_opts) | json }}
+{%- if chrony.pkgs %}
+    - require:
+      - pkg: chrony-pkg-installed
+{%- endif %}
+
+{%- if nspawn %}
+
+chrony-nspawn-dropin-file-managed:
+  file.managed:
+    - name: {{ root ~ chrony.nspawn_dropin }}
+    - source: salt://chrony/files/nspawn.conf.jinja
+    - template: jinja
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+{%- else %}
+
+chrony-nspawn-dropin-file-absent:
+  file.absent:
+    - name: {{ root ~ chrony.nspawn_dropin }}
+{%- endif %}
+{%- if chrony.manage_service %}
+
+chrony-systemd-daemon-reload-cmd-run:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: {{ dropin_state }}
+
+chrony-service-running:
+  service.running:
+    - name: {{ chrony.service }}
+    - enable: True
+    - require:
+      - cmd: chrony-systemd-daemon-reload-cmd-run
+    - watch:
+{%- if chrony.pkgs %}
+      - pkg: chrony-pkg-installed
+{%- endif %}
+      - file: chrony-config-file-managed
+      - file: chrony-defaults-file-managed
+      - file: {{ dropin_state }}
+{%- endif %}

@@ -1,0 +1,160 @@
+{#- ISC DHCP failover pair on the lanservices nodes: primary = cluster.lanservices().primary.
+    Everything the clients are handed comes from the cluster model (dhcpd_failover.peer_config):
+    a fixed address per inventory node by MAC, the pool, the VIP and both servers as DNS, both
+    servers as NTP, next-server/filename for network boot (the file salt/tftpd serves).
+    Every file dhcpd reads is checked with `dhcpd -t` before it replaces the live one. #}
+{%- from 'dhcpd/map.jinja' import dhcpd with context %}
+{%- from 'tftpd/map.jinja' import tftpd with context %}
+{#- peer_config fails first on a node that is not one of the lanservices pair #}
+{%- set conf = salt['dhcpd_failover.peer_config'](grains['id'], dhcpd, tftpd.boot_file) %}
+{%- set node = salt['cluster.node'](grains['id']) %}
+{%- set secrets = pillar.get('secrets', {}) %}
+{%- if not secrets.get('omapi_key') %}
+{{ raise('pillar secrets:omapi_key is missing for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (the secrets pillar goes to the lanservices nodes only)') }}
+{%- endif %}
+{%- set found = namespace(iface=dhcpd.interface) %}
+{%- if not found.iface %}
+{%-   for ifname, data in salt['network.interfaces']() | dictsort %}
+{%-     for addr in data.get('inet', []) %}
+{%-       if addr.get('address') == node.ip %}{% set found.iface = ifname %}{% endif %}
+{%-     endfor %}
+{%-   endfor %}
+{%- endif %}
+{%- if not found.iface %}
+{{ raise('no interface of ' ~ grains['id'] ~ ' holds its inventory address ' ~ node.ip ~ ': configure the address, or name the interface in dhcpd:lookup:interface') }}
+{%- endif %}
+{%- set root = dhcpd.root %}
+{#- no -q: it also silences the errors, which the state's comment should show #}
+{%- set check_cmd = '/usr/sbin/dhcpd -4 -t -cf' %}
+{#- the candidate goes beside the live file: dhcpd's AppArmor profile reads /etc/dhcp only #}
+{%- set check_dir = salt['file.dirname'](root ~ dhcpd.config) %}
+{%- set watched = ['dhcpd-omapi-key-file-managed', 'dhcpd-config-file-managed', 'dhcpd-defaults-file-managed',
+                   'dhcpd-unit-file-managed'] + (['dhcpd-omapi-guard-file-managed'] if dhcpd.omapi.localhost_only else []) %}
+{%- if dhcpd.pkgs %}
+
+dhcpd-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ dhcpd.pkgs | json }}
+{%- endif %}
+
+dhcpd-config-dir-file-directory:
+  file.directory:
+    - name: {{ check_dir }}
+    - makedirs: True
+{%- if dhcpd.pkgs %}
+    - require:
+      - pkg: dhcpd-pkg-installed
+{%- endif %}
+
+# The key alone is a valid dhcpd.conf: checked like the main file. Its diff is never shown.
+dhcpd-omapi-key-file-managed:
+  file.managed:
+    - name: {{ root ~ dhcpd.omapi.key_file }}
+    - source: salt://dhcpd/files/omapi.key.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0600'
+    - show_changes: False
+    - context:
+        key_name: {{ dhcpd.omapi.key_name | json }}
+        algorithm: {{ dhcpd.omapi.algorithm | json }}
+        secret: {{ secrets.omapi_key | json }}
+    - check_cmd: {{ check_cmd }}
+    - tmp_dir: {{ check_dir }}
+    - tmp_ext: .conf
+    - require:
+      - file: dhcpd-config-dir-file-directory
+
+dhcpd-config-file-managed:
+  file.managed:
+    - name: {{ root ~ dhcpd.config }}
+    - source: salt://dhcpd/files/dhcpd.conf.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        dhcpd: {{ dhcpd | json }}
+        conf: {{ conf | json }}
+    - check_cmd: {{ check_cmd }}
+    - tmp_dir: {{ check_dir }}
+    - tmp_ext: .conf
+    - require:
+      - file: dhcpd-omapi-key-file-managed
+
+{%- if dhcpd.omapi.localhost_only %}
+
+dhcpd-omapi-guard-file-managed:
+  file.managed:
+    - name: {{ root ~ dhcpd.omapi.nft_file }}
+    - source: salt://dhcpd/files/omapi-localhost.nft.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        port: {{ dhcpd.omapi.port }}
+        table: {{ dhcpd.omapi.nft_table | json }}
+        service: {{ dhcpd.service | json }}
+    - check_cmd: /usr/sbin/nft -c -f
+    - require:
+      - file: dhcpd-config-dir-file-directory
+{%- else %}
+
+dhcpd-omapi-guard-file-absent:
+  file.absent:
+    - name: {{ root ~ dhcpd.omapi.nft_file }}
+{%- endif %}
+
+dhcpd-defaults-file-managed:
+  file.managed:
+    - name: {{ root ~ dhcpd.defaults_file }}
+    - source: salt://dhcpd/files/isc-dhcp-server.default.jinja
+    - template: jinja
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        service: {{ dhcpd.service | json }}
+        ip: {{ node.ip | json }}
+        interface: {{ found.iface | json }}
+{%- if dhcpd.pkgs %}
+    - require:
+      - pkg: dhcpd-pkg-installed
+{%- endif %}
+
+dhcpd-unit-file-managed:
+  file.managed:
+    - name: {{ root ~ dhcpd.unit_file }}
+    - source: salt://dhcpd/files/isc-dhcp-server.service.jinja
+    - template: jinja
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        dhcpd: {{ dhcpd | json }}
+{%- if dhcpd.manage_service %}
+
+dhcpd-systemd-daemon-reload-cmd-run:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: dhcpd-unit-file-managed
+
+dhcpd-service-running:
+  service.running:
+    - name: {{ dhcpd.service }}
+    - enable: True
+    - require:
+      - cmd: dhcpd-systemd-daemon-reload-cmd-run
+    - watch:
+{%- if dhcpd.pkgs %}
+      - pkg: dhcpd-pkg-installed
+{%- endif %}
+{%- for sid in watched %}
+      - file: {{ sid }}
+{%- endfor %}
+{%- endif %}

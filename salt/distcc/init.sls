@@ -1,0 +1,50 @@
+{#- distcc server (compute nodes): distccd listening on the node's inventory IP, accepting
+    jobs from the cluster subnet only; plus the client side (distcc.client). #}
+{%- from 'distcc/map.jinja' import distcc with context %}
+{%- set node = salt['cluster.node'](grains['id']) %}
+include:
+  - distcc.client
+
+distcc-server-defaults-file-managed:
+  file.managed:
+    - name: {{ distcc.defaults_file }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - source: salt://distcc/files/default-distcc.jinja
+    - template: jinja
+    - context:
+        distcc: {{ distcc | json }}
+        listener: {{ node.ip | json }}
+        allowed: {{ [pillar['cluster']['network']['subnet']] | json }}
+    # the init script sources it: a syntax error never replaces a working file
+    - check_cmd: /bin/sh -n
+    - require:
+      - sls: distcc.client
+
+distcc-server-dropin-file-managed:
+  file.managed:
+    - name: {{ distcc.dropin }}
+    - makedirs: True
+    - mode: '0644'
+    - contents: |
+        # managed by Salt (salt/distcc): distccd binds the node's inventory IP, so wait for it
+        [Unit]
+        Wants=network-online.target
+        After=network-online.target
+
+distcc-server-systemd-reload-cmd-run:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: distcc-server-dropin-file-managed
+
+distcc-server-service-running:
+  service.running:
+    - name: {{ distcc.service }}
+    - enable: True
+    - require:
+      - cmd: distcc-server-systemd-reload-cmd-run
+    - watch:
+      - file: distcc-server-defaults-file-managed
+      - pkg: distcc-client-pkg-installed

@@ -1,0 +1,147 @@
+{#- BusyBox httpd on the lanservices nodes: a small cluster page generated from the inventory,
+    served from a chroot (systemd RootDirectory=) by an unprivileged system user, on the port
+    of httpd:port (defaults.yaml, pillar httpd:lookup:port). #}
+{%- from 'httpd/map.jinja' import httpd with context %}
+{%- from 'tftpd/map.jinja' import tftpd with context %}
+{%- set nodes = [] %}
+{%- for name in salt['cluster.nodes']() %}
+{%-   do nodes.append(salt['cluster.node'](name)) %}
+{%- endfor %}
+{%- set page_context = {
+      'cluster': pillar['cluster'],
+      'nodes': nodes,
+      'pair': salt['cluster.lanservices'](),
+      'node': grains['id'],
+      'port': httpd.port,
+      'boot_file': tftpd.boot_file,
+    } %}
+{%- set root = httpd.root ~ httpd.chroot %}
+{%- if httpd.pkgs %}
+
+httpd-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ httpd.pkgs | json }}
+{%- endif %}
+{%- if httpd.manage_service %}
+
+# The server's account: no home, no shell; it owns nothing in the chroot.
+httpd-user-present:
+  user.present:
+    - name: {{ httpd.user }}
+    - system: True
+    - usergroup: True
+    - createhome: False
+    - home: /nonexistent
+    - shell: /usr/sbin/nologin
+{%- endif %}
+
+{%- for dir in ['', '/bin', '/etc', '/www'] %}
+
+httpd-chroot{{ dir | replace('/', '-') }}-file-directory:
+  file.directory:
+    - name: {{ root ~ dir }}
+    - user: root
+    - group: root
+    - mode: '0755'
+    - makedirs: True
+{%-   if dir %}
+    - require:
+      - file: httpd-chroot-file-directory
+{%-   endif %}
+{%- endfor %}
+
+# The only program in the chroot: busybox-static needs no libraries there.
+httpd-chroot-busybox-file-managed:
+  file.managed:
+    - name: {{ root }}/bin/busybox
+    - source: {{ httpd.busybox }}
+    - user: root
+    - group: root
+    - mode: '0755'
+    - require:
+{%- if httpd.pkgs %}
+      - pkg: httpd-pkg-installed
+{%- endif %}
+      - file: httpd-chroot-bin-file-directory
+
+httpd-chroot-config-file-managed:
+  file.managed:
+    - name: {{ root }}/etc/httpd.conf
+    - source: salt://httpd/files/httpd.conf.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - file: httpd-chroot-etc-file-directory
+
+httpd-page-index-file-managed:
+  file.managed:
+    - name: {{ root }}/www/index.html
+    - source: salt://httpd/files/index.html.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context: {{ page_context | json }}
+    - require:
+      - file: httpd-chroot-www-file-directory
+
+httpd-page-json-file-managed:
+  file.managed:
+    - name: {{ root }}/www/cluster.json
+    - source: salt://httpd/files/cluster.json.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context: {{ page_context | json }}
+    - require:
+      - file: httpd-chroot-www-file-directory
+
+httpd-defaults-file-managed:
+  file.managed:
+    - name: {{ httpd.root ~ httpd.defaults_file }}
+    - makedirs: True
+    - source: salt://httpd/files/bbhttpd.default.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        httpd: {{ httpd | json }}
+
+httpd-unit-file-managed:
+  file.managed:
+    - name: {{ httpd.root ~ httpd.unit_file }}
+    - makedirs: True
+    - source: salt://httpd/files/bbhttpd.service.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        httpd: {{ httpd | json }}
+{%- if httpd.manage_service %}
+
+httpd-systemd-daemon-reload-cmd-run:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: httpd-unit-file-managed
+
+httpd-service-running:
+  service.running:
+    - name: {{ httpd.service }}
+    - enable: True
+    - require:
+      - cmd: httpd-systemd-daemon-reload-cmd-run
+      - file: httpd-page-index-file-managed
+      - file: httpd-page-json-file-managed
+    - watch:
+      - user: httpd-user-present
+      - file: httpd-chroot-busybox-file-managed
+      - file: httpd-chroot-config-file-managed
+      - file: httpd-defaults-file-managed
+      - file: httpd-unit-file-managed
+{%- endif %}

@@ -1,0 +1,103 @@
+{#- keepalived on the lanservices pair: the VIP by VRRP (unicast to the peer, PASS
+    authentication from secrets), the primary with the higher priority, a vrrp_script health
+    check on named. The config is checked with `keepalived -t` before it is used. #}
+{%- from 'keepalived/map.jinja' import keepalived with context %}
+{%- set node = keepalived.node %}
+{%- set paths = keepalived.paths %}
+{%- set password = pillar.get('secrets', {}).get('vrrp_password', '') %}
+{%- set problem = none %}
+{%- if not node.role %}
+{%-   set problem = grains['id'] ~ ' is not one of the lanservices pair of the inventory: keepalived is not configured here' %}
+{%- elif not password %}
+{%-   set problem = "no secrets:vrrp_password in this minion's pillar: run bootstrap/generate-secrets on the deployer" %}
+{%- elif password | length > 8 %}
+{%-   set problem = 'secrets:vrrp_password has ' ~ password | length ~ ' characters: VRRP PASS authentication carries at most 8' %}
+{%- elif not node.interface %}
+{%-   set problem = 'no interface of ' ~ grains['id'] ~ ' holds its inventory IP ' ~ node.ip ~ ': set keepalived:lookup:interface' %}
+{%- elif keepalived.priority.primary + keepalived.check.weight >= keepalived.priority.secondary %}
+{%-   set problem = 'keepalived priorities: primary ' ~ keepalived.priority.primary ~ ' with check weight ' ~ keepalived.check.weight ~ ' must drop below secondary ' ~ keepalived.priority.secondary %}
+{%- endif %}
+
+{%- if problem %}
+
+keepalived-config-problem-test-fail-without-changes:
+  test.fail_without_changes:
+    - name: keepalived
+    - comment: {{ problem | json }}
+
+{%- else %}
+{%- if keepalived.pkgs %}
+
+keepalived-packages-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ keepalived.pkgs | json }}
+{%- endif %}
+
+keepalived-conf-dir-file-directory:
+  file.directory:
+    - name: {{ paths.conf_dir }}
+    - user: root
+    - group: root
+    - mode: '0755'
+    - makedirs: True
+{%- if keepalived.pkgs %}
+    - require:
+      - pkg: keepalived-packages-pkg-installed
+{%- endif %}
+
+keepalived-state-dir-file-directory:
+  file.directory:
+    - name: {{ paths.state_dir }}
+    - user: root
+    - group: root
+    - mode: '0755'
+    - makedirs: True
+
+{#- with enable_script_security, scripts must be root-owned and not writable by others #}
+{%- for sid, path, source in [('check-script', paths.check_script, 'check-named.jinja'),
+                              ('notify-script', paths.notify_script, 'notify-state.jinja')] %}
+
+keepalived-{{ sid }}-file-managed:
+  file.managed:
+    - name: {{ path }}
+    - source: salt://keepalived/files/{{ source }}
+    - template: jinja
+    - context:
+        keepalived: {{ keepalived | json }}
+    - user: root
+    - group: root
+    - mode: '0755'
+    - require:
+      - file: keepalived-conf-dir-file-directory
+{%- endfor %}
+
+keepalived-config-file-managed:
+  file.managed:
+    - name: {{ paths.config }}
+    - source: salt://keepalived/files/keepalived.conf.jinja
+    - template: jinja
+    - context:
+        keepalived: {{ keepalived | json }}
+    - user: root
+    - group: root
+    - mode: '0640'
+    # it holds the VRRP password: no diff in the state output
+    - show_changes: False
+    - check_cmd: {{ keepalived.check_cmd | json }}
+    - require:
+      - file: keepalived-check-script-file-managed
+      - file: keepalived-notify-script-file-managed
+      - file: keepalived-state-dir-file-directory
+{%- if keepalived.manage_service %}
+
+keepalived-service-running:
+  service.running:
+    - name: {{ keepalived.service }}
+    - enable: True
+    - reload: True
+    - watch:
+      - file: keepalived-config-file-managed
+      - file: keepalived-check-script-file-managed
+      - file: keepalived-notify-script-file-managed
+{%- endif %}
+{%- endif %}

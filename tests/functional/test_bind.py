@@ -1,0 +1,420 @@
+"""BIND through the loaders: the dnszone state against a real named, the bind SLS for the primary
+and the secondary, and the rendered configs running as a real primary/secondary pair in two
+network namespaces (TSIG AXFR, unsigned AXFR refused, NOTIFY propagation)."""
+
+import ipaddress
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import INVENTORY, REPO, load_by_path
+from tests.functional.lanpair import (
+    HAVE_NETNS,
+    NAMED,
+    Pair,
+    changed,
+    failed,
+    node_loaders,
+    scratch_root,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(not os.path.exists(NAMED), reason="needs named (bind9, tests/host-packages.txt)")
+
+INV = yaml.safe_load(INVENTORY.read_text(encoding="utf-8"))["cluster"]
+DOMAIN = INV["domain"]
+ALPHA, BETA = INV["nodes"]["alpha"]["ip"], INV["nodes"]["beta"]["ip"]
+REVERSE = "10.168.192.in-addr.arpa"
+TODAY = time.strftime("%Y%m%d", time.gmtime())
+
+
+def _free_port():
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
+def _dig(port, *args):
+    res = subprocess.run(["dig", "+time=1", "+tries=1", "+short", "-p", str(port), "@127.0.0.1", *args],
+                         capture_output=True, text=True, check=False)
+    return res.stdout.split()
+
+
+# --------------------------------------------------------------------------------------
+# dnszone.managed against a named on the host's loopback (high ports)
+# --------------------------------------------------------------------------------------
+
+ZONE = "func.test"
+
+
+@pytest.fixture(scope="module")
+def alpha(salt_factories, secrets_dir):
+    with scratch_root("alpha") as root:
+        yield node_loaders(salt_factories, "alpha", root, secrets_dir), root
+
+
+@pytest.fixture(scope="module")
+def named_host(tmp_path_factory):
+    """A named on 127.0.0.1 (free ports) with one primary zone, ``func.test``, not loaded yet."""
+    d = tmp_path_factory.mktemp("named-host")
+    (d / "zones").mkdir()
+    port, control = _free_port(), _free_port()
+    subprocess.run(["rndc-confgen", "-a", "-k", "rndc-key", "-c", str(d / "rndc.key")], check=True, capture_output=True)
+    (d / "named.conf").write_text(
+        f'include "{d}/rndc.key";\n'
+        f'controls {{ inet 127.0.0.1 port {control} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};\n'
+        f'options {{ directory "{d}"; pid-file "{d}/named.pid"; session-keyfile "{d}/session.key";\n'
+        f"  listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; }};\n"
+        f'zone "{ZONE}" {{ type primary; file "{d}/zones/db.{ZONE}"; }};\n'
+    )
+    log = open(d / "named.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([NAMED, "-g", "-c", str(d / "named.conf")], stdout=log, stderr=subprocess.STDOUT)
+    rndc = ["rndc", "-k", str(d / "rndc.key"), "-s", "127.0.0.1", "-p", str(control)]
+    wait_for(lambda: subprocess.run([*rndc, "status"], capture_output=True, check=False).returncode == 0,
+             15, 0.1, "named's control channel")
+    yield {"dir": d, "port": port, "control": control, "rndc": rndc, "path": d / "zones" / f"db.{ZONE}",
+           "rndc_args": {"rndc_key": str(d / "rndc.key"), "rndc_server": "127.0.0.1", "rndc_port": control}}
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+RECORDS = [
+    {"name": "ns1", "type": "A", "value": "10.9.0.1"},
+    {"name": "www", "type": "A", "value": "10.9.0.80"},
+    {"name": "alias", "type": "CNAME", "value": "www"},
+    {"name": "note", "type": "TXT", "value": 'a "quoted" note; with a semicolon'},
+]
+
+
+def _zone_state(alpha, named_host, records, test=False, **extra):
+    loaders, _ = alpha
+    return loaders.states.dnszone.managed(
+        name=ZONE, path=str(named_host["path"]), records=records, ns=["ns1"], contact="hostmaster",
+        user="root", group="root", test=test, **named_host["rndc_args"], **extra,
+    )
+
+
+def _leftovers(named_host):
+    return sorted(p.name for p in named_host["path"].parent.iterdir() if p.name.endswith(".candidate"))
+
+
+def test_zone_state_test_mode_writes_nothing(alpha, named_host):
+    ret = _zone_state(alpha, named_host, RECORDS, test=True)
+    assert ret.result is None, ret.comment
+    assert ret.changes["serial"] == {"old": None, "new": int(TODAY) * 100}
+    assert "+www" in ret.changes["diff"].replace(" ", "")
+    assert "would write" in ret.comment
+    assert not named_host["path"].exists()
+    assert _leftovers(named_host) == []
+
+
+def test_zone_state_writes_checks_and_reloads(alpha, named_host):
+    ret = _zone_state(alpha, named_host, RECORDS)
+    assert ret.result is True, ret.comment
+    serial = int(TODAY) * 100
+    assert ret.changes["serial"] == {"old": None, "new": serial}
+    assert ret.changes["reloaded"] is True
+    assert f"{serial}  ; serial" in named_host["path"].read_text()
+    # named serves what was written: the reload happened
+    port = named_host["port"]
+    assert _dig(port, ZONE, "SOA")[2] == str(serial)
+    assert _dig(port, "www." + ZONE, "A") == ["10.9.0.80"]
+    assert _dig(port, "note." + ZONE, "TXT") == ['"a', '\\"quoted\\"', "note;", "with", "a", 'semicolon"']
+    assert oct(named_host["path"].stat().st_mode & 0o777) == "0o644"
+
+
+def test_zone_state_second_run_changes_nothing(alpha, named_host):
+    before = named_host["path"].read_text()
+    ret = _zone_state(alpha, named_host, RECORDS)
+    assert ret.result is True
+    assert ret.changes == {}
+    assert "up to date" in ret.comment
+    assert named_host["path"].read_text() == before
+
+
+def test_changed_records_bump_the_serial_once(alpha, named_host):
+    old = _dig(named_host["port"], ZONE, "SOA")[2]
+    records = [*RECORDS, {"name": "mail", "type": "A", "value": "10.9.0.25"}]
+    would = _zone_state(alpha, named_host, records, test=True)
+    assert would.result is None and would.changes["serial"]["new"] == int(old) + 1
+    assert _dig(named_host["port"], "mail." + ZONE, "A") == []  # test mode did not write
+    ret = _zone_state(alpha, named_host, records)
+    assert ret.result is True, ret.comment
+    assert ret.changes["serial"] == {"old": int(old), "new": int(old) + 1}
+    assert _dig(named_host["port"], ZONE, "SOA")[2] == str(int(old) + 1)
+    assert _dig(named_host["port"], "mail." + ZONE, "A") == ["10.9.0.25"]
+    again = _zone_state(alpha, named_host, records)
+    assert again.changes == {}
+    # back to the first record set: a change again, so a new serial (never an old one)
+    back = _zone_state(alpha, named_host, RECORDS)
+    assert back.changes["serial"] == {"old": int(old) + 1, "new": int(old) + 2}
+
+
+def test_a_broken_record_is_rejected_and_the_serving_zone_stays(alpha, named_host):
+    before = named_host["path"].read_bytes()
+    serving = _dig(named_host["port"], ZONE, "SOA")[2]
+    broken = [*RECORDS, {"name": "bad", "type": "A", "value": "300.1.2.3"}]
+    would = _zone_state(alpha, named_host, broken, test=True)
+    assert would.result is False
+    assert "would be rejected" in would.comment and "bad dotted quad" in would.comment
+    ret = _zone_state(alpha, named_host, broken)
+    assert ret.result is False
+    assert "named-checkzone rejected" in ret.comment and "left as it was" in ret.comment
+    assert ret.changes == {}
+    assert named_host["path"].read_bytes() == before
+    assert _leftovers(named_host) == []
+    assert _dig(named_host["port"], ZONE, "SOA")[2] == serving
+
+
+def test_a_hand_edit_is_put_back_with_a_new_serial(alpha, named_host):
+    path = named_host["path"]
+    old = int(_dig(named_host["port"], ZONE, "SOA")[2])
+    path.write_text(path.read_text().replace("10.9.0.80", "10.9.0.99"))
+    ret = _zone_state(alpha, named_host, RECORDS)
+    assert ret.changes["serial"] == {"old": old, "new": old + 1}
+    assert "10.9.0.80" in path.read_text()
+
+
+def test_a_lost_zone_file_never_goes_back_behind_the_served_serial(alpha, named_host):
+    """A rebuilt primary (zone file gone) starts above what is still being served."""
+    served = int(_dig(named_host["port"], ZONE, "SOA")[2])
+    named_host["path"].unlink()
+    ret = _zone_state(alpha, named_host, RECORDS, serial_servers=[f"127.0.0.1#{named_host['port']}"])
+    assert ret.result is True, ret.comment
+    assert ret.changes["serial"] == {"old": None, "new": served + 1}
+    assert _dig(named_host["port"], ZONE, "SOA")[2] == str(served + 1)
+
+
+def test_dns_status_reports_the_served_serial(alpha, named_host):
+    loaders, _ = alpha
+    status = loaders.modules.dnszone.status(zones=[ZONE, "absent.test"], **named_host["rndc_args"])
+    assert status["running"] is True
+    assert status["zones"][ZONE]["serial"] == int(_dig(named_host["port"], ZONE, "SOA")[2])
+    assert status["zones"][ZONE]["type"] == "primary"
+    assert status["zones"]["absent.test"]["serial"] is None
+    down = loaders.modules.dnszone.status(zones=[ZONE], rndc_key=named_host["rndc_args"]["rndc_key"],
+                                          rndc_server="127.0.0.1", rndc_port=_free_port())
+    assert down["running"] is False and down["zones"][ZONE]["serial"] is None
+
+
+# --------------------------------------------------------------------------------------
+# The bind SLS: primary and secondary rendered from the inventory into scratch roots
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def beta(salt_factories, secrets_dir):
+    with scratch_root("beta") as root:
+        yield node_loaders(salt_factories, "beta", root, secrets_dir), root
+
+
+def test_bind_sls_test_mode_writes_nothing(alpha):
+    loaders, root = alpha
+    ret = loaders.modules.state.sls("bind", test=True)
+    assert not failed(ret), failed(ret)
+    assert any(r["result"] is None for r in ret.raw.values())
+    assert not (root / "etc" / "bind" / "named.conf").exists()
+    assert not (root / "etc" / "bind" / "zones").exists()
+
+
+def test_bind_sls_primary(alpha):
+    loaders, root = alpha
+    ret = loaders.modules.state.sls("bind")
+    assert not failed(ret), failed(ret)
+    conf = (root / "etc" / "bind" / "named.conf").read_text()
+    assert "the BIND primary of dc1.b3rry.clust0r" in conf
+    # TSIG transfers and NOTIFY to the secondary, nothing unsigned
+    assert f"server {BETA} {{\n    keys {{ \"cluster-transfer\"; }};" in conf
+    assert conf.count('allow-transfer { key "cluster-transfer"; };') == 2
+    assert conf.count(f'also-notify {{ {BETA} port 53 key "cluster-transfer"; }};') == 2
+    assert conf.count("notify-delay 0;") == 2
+    assert "allow-transfer { none; };" in conf  # the default, in options
+    assert 'acl "cluster-net" { 192.168.10.0/24; 127.0.0.0/8; };' in conf
+    assert 'allow-recursion { "cluster-net"; };' in conf
+    assert "listen-on port 53 { any; };" in conf
+    assert "forwarders" not in conf  # the inventory names none
+    assert f'zone "{DOMAIN}" {{\n    type primary;' in conf and f'zone "{REVERSE}" {{\n    type primary;' in conf
+    key = (root / "etc" / "bind" / "cluster-transfer.key")
+    assert 'algorithm hmac-sha256;' in key.read_text()
+    assert oct(key.stat().st_mode & 0o777) == "0o640"
+    forward = (root / "etc" / "bind" / "zones" / f"db.{DOMAIN}").read_text()
+    assert "delta                   IN A     192.168.10.21" in forward  # compute nodes too
+    assert "ns                      IN A     192.168.10.111" in forward  # the VIP
+    assert "salt                    IN CNAME psi" in forward
+    assert f"@                       IN NS    beta.{DOMAIN}." in forward
+    reverse = (root / "etc" / "bind" / "zones" / f"db.{REVERSE}").read_text()
+    assert f"111                     IN PTR   ns.{DOMAIN}." in reverse
+    # named-checkconf (with the zones) accepts what was written
+    res = subprocess.run(["named-checkconf", "-z", str(root / "etc" / "bind" / "named.conf")],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _changed_again(loaders) == {}
+
+
+def _changed_again(loaders):
+    return changed(loaders.modules.state.sls("bind"))
+
+
+def test_bind_sls_secondary(beta):
+    loaders, root = beta
+    ret = loaders.modules.state.sls("bind")
+    assert not failed(ret), failed(ret)
+    conf = (root / "etc" / "bind" / "named.conf").read_text()
+    assert "the BIND secondary of dc1.b3rry.clust0r" in conf
+    assert f"server {ALPHA} {{\n    keys {{ \"cluster-transfer\"; }};" in conf
+    assert conf.count(f'primaries {{ {ALPHA} port 53 key "cluster-transfer"; }};') == 2
+    assert conf.count("type secondary;") == 2
+    assert "type primary" not in conf and "also-notify" not in conf
+    assert not (root / "etc" / "bind" / "zones").exists()  # the secondary's zones come by AXFR
+    assert _changed_again(loaders) == {}
+
+
+def test_a_broken_named_conf_is_rejected_and_the_previous_one_stays(salt_factories, beta, secrets_dir):
+    _, root = beta
+    conf = root / "etc" / "bind" / "named.conf"
+    before = conf.read_bytes()
+    broken = node_loaders(salt_factories, "beta", root, secrets_dir, bind={"listen_on": ["300.1.2.3"]})
+    ret = broken.modules.state.sls("bind")
+    errors = failed(ret)
+    assert list(errors) == ["file_|-bind-config-file-managed_|-" + str(conf) + "_|-managed"], errors
+    assert "check_cmd" in next(iter(errors.values()))
+    assert conf.read_bytes() == before
+
+
+def test_forwarders_from_the_inventory(salt_factories, tmp_path, secrets_dir):
+    inventory = yaml.safe_load(INVENTORY.read_text(encoding="utf-8"))
+    inventory["cluster"]["network"]["dns_forwarders"] = ["9.9.9.9", "1.1.1.1"]
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inventory))
+    loaders = node_loaders(salt_factories, "beta", tmp_path / "root", secrets_dir)
+    loaders.opts["cluster_inventory"] = str(path)
+    loaders.refresh_pillar()
+    ret = loaders.modules.state.sls("bind")
+    assert not failed(ret), failed(ret)
+    conf = (tmp_path / "root" / "etc" / "bind" / "named.conf").read_text()
+    assert "forwarders { 9.9.9.9; 1.1.1.1; };" in conf
+
+
+# --------------------------------------------------------------------------------------
+# The rendered pair, for real: two named in two network namespaces
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair(alpha, beta):
+    """The primary and secondary running the configs the SLS rendered (tests above ran it)."""
+    if not HAVE_NETNS:
+        pytest.skip("needs root and iproute2 for network namespaces")
+    prefix = ipaddress.IPv4Network(INV["network"]["subnet"]).prefixlen
+    with Pair(f"rpic{os.getpid()}", {"alpha": ALPHA, "beta": BETA}, prefix) as net:
+        for node, (loaders, root) in (("alpha", alpha), ("beta", beta)):
+            if not (root / "etc" / "bind" / "named.conf").exists():  # unless the tests above did
+                ret = loaders.modules.state.sls("bind")
+                assert not failed(ret), failed(ret)
+            net.start(node, [NAMED, "-g", "-u", "bind", "-c", str(root / "etc" / "bind" / "named.conf")],
+                      root / "named.log")
+        for node, (_, root) in (("alpha", alpha), ("beta", beta)):
+            wait_for(lambda n=node, r=root: net.run(n, "rndc", "-k", str(r / "etc/bind/rndc.key"), "status").returncode == 0,
+                     15, 0.1, f"named on {node}")
+        yield net
+
+
+def _secret(root):
+    text = (root / "etc" / "bind" / "cluster-transfer.key").read_text()
+    return text.split('secret "')[1].split('"')[0]
+
+
+def _serial(net, node, server, zone=DOMAIN):
+    answer = net.dig(node, f"@{server}", zone, "SOA")
+    return int(answer[0].split()[2]) if answer and answer[0] else None
+
+
+def test_secondary_gets_both_zones_by_signed_transfer(pair, alpha, beta):
+    for zone in (DOMAIN, REVERSE):
+        serial, _ = wait_for(lambda z=zone: _serial(pair, "beta", BETA, z), 10, 0.05, f"{zone} on the secondary")
+        assert serial == _serial(pair, "alpha", ALPHA, zone)
+    log = (beta[1] / "named.log").read_text()
+    assert f"transfer of '{DOMAIN}/IN' from {ALPHA}#53: Transfer completed" in log
+    assert "TSIG 'cluster-transfer'" in log
+    # every inventory name resolves the same on both servers
+    for name in ("alpha", "beta", "psi", "delta", "zeta", "ns", "salt"):
+        fqdn = f"{name}.{DOMAIN}"
+        assert pair.dig("beta", f"@{ALPHA}", fqdn) == pair.dig("beta", f"@{BETA}", fqdn) != []
+    assert pair.dig("alpha", f"@{BETA}", "-x", "192.168.10.111") == [f"ns.{DOMAIN}."]
+
+
+def test_unsigned_axfr_is_refused_signed_axfr_works(pair, alpha):
+    unsigned = pair.run("beta", "dig", "+time=2", "+tries=1", f"@{ALPHA}", DOMAIN, "AXFR")
+    assert "Transfer failed." in unsigned.stdout
+    assert "IN\tA" not in unsigned.stdout
+    from_secondary = pair.run("alpha", "dig", "+time=2", "+tries=1", f"@{BETA}", DOMAIN, "AXFR")
+    assert "Transfer failed." in from_secondary.stdout  # the secondary hands its copy to nobody
+    key = f"hmac-sha256:cluster-transfer:{_secret(alpha[1])}"
+    signed = pair.run("beta", "dig", "+time=2", "+tries=1", "-y", key, f"@{ALPHA}", DOMAIN, "AXFR")
+    assert "Transfer failed." not in signed.stdout
+    assert f"zeta.{DOMAIN}.\t3600\tIN\tA\t192.168.10.24" in signed.stdout
+
+
+def _flags(output):
+    return output.split("flags:")[1].split(";")[0].split()
+
+
+def test_recursion_only_for_the_cluster_subnet(pair):
+    inside = pair.run("beta", "dig", "+time=1", "+tries=1", f"@{ALPHA}", DOMAIN, "SOA")
+    assert {"aa", "ra"} <= set(_flags(inside.stdout))
+    # a client outside the subnet (an extra address on beta, routed back by alpha)
+    pair.run("beta", "ip", "addr", "add", "10.200.0.1/32", "dev", "eth0")
+    pair.run("alpha", "ip", "route", "add", "10.200.0.1/32", "dev", "eth0")
+    try:
+        outside = pair.run("beta", "dig", "+time=2", "+tries=1", "-b", "10.200.0.1", f"@{ALPHA}", DOMAIN, "SOA")
+        assert "status: NOERROR" in outside.stdout  # authoritative answers for anyone
+        assert "aa" in _flags(outside.stdout) and "ra" not in _flags(outside.stdout)
+        refused = pair.run("beta", "dig", "+time=2", "+tries=1", "-b", "10.200.0.1", f"@{ALPHA}", "example.org", "A")
+        assert "status: REFUSED" in refused.stdout
+    finally:
+        pair.run("alpha", "ip", "route", "del", "10.200.0.1/32", "dev", "eth0")
+        pair.run("beta", "ip", "addr", "del", "10.200.0.1/32", "dev", "eth0")
+
+
+def test_notify_propagates_a_change_within_a_second(pair, alpha, beta):
+    loaders, root = alpha
+    model = load_by_path("cluster_model_bind_test", REPO / "_modules" / "cluster.py")
+    records = [*model.dns_records(model.load_inventory(INVENTORY)), {"name": "fresh", "type": "A", "value": "192.168.10.77"}]
+    path = root / "etc" / "bind" / "zones" / f"db.{DOMAIN}"
+    before = _serial(pair, "beta", BETA)
+    res = loaders.modules.dnszone.manage(
+        DOMAIN, str(path), records, [f"alpha.{DOMAIN}.", f"beta.{DOMAIN}."], mname=f"alpha.{DOMAIN}.",
+        contact=f"hostmaster.{DOMAIN}.", user="root", group="bind", reload_zone=False,
+    )
+    assert res["changed"] and res["serial"] == before + 1
+    start = time.monotonic()
+    reload = pair.run("alpha", "rndc", "-k", str(root / "etc/bind/rndc.key"), "reload", DOMAIN)
+    assert reload.returncode == 0, reload.stderr
+    answer, _ = wait_for(lambda: pair.dig("beta", f"@{BETA}", f"fresh.{DOMAIN}") == ["192.168.10.77"], 5, 0.01,
+                         "the new record on the secondary")
+    elapsed = time.monotonic() - start
+    print(f"DNS propagation primary -> secondary (rndc reload to answer): {elapsed * 1000:.0f} ms")
+    assert elapsed < 1.0, f"NOTIFY + AXFR took {elapsed:.3f} s"
+    assert _serial(pair, "beta", BETA) == before + 1
+    # dnszone.status on each server (rndc inside its namespace) reports the same serial
+    for node, node_root, kind in (("alpha", root, "primary"), ("beta", beta[1], "secondary")):
+        module = load_by_path(f"dnszone_status_{node}", REPO / "_modules" / "dnszone.py")
+        module.__salt__ = pair.salt_stub(node)
+        module.__pillar__ = {}
+        status = module.status(zones=[DOMAIN], rndc_key=str(node_root / "etc/bind/rndc.key"))
+        assert status["running"] is True
+        assert status["zones"][DOMAIN]["serial"] == before + 1, status
+        assert status["zones"][DOMAIN]["type"] == kind
