@@ -128,3 +128,25 @@ def _failed_states(out):
                 failed.append(f"{minion}: {ret}")
                 break
     return failed
+
+
+def orchestrate(inv, nodes):
+    """``salt-run state.orch orch.cluster`` on the deployer; return the seconds it took."""
+    deployer = {n.name: n for n in nodes}[model().deployer(inv)]
+    started = time.monotonic()
+    log("salt-run state.orch orch.cluster (on the deployer)")
+    out = _checked(
+        deployer,
+        "sudo salt-run -t 900 --out json state.orch orch.cluster 2>/dev/null",
+        "orch.cluster",
+        timeout=1800,
+    )
+    try:
+        steps = next(iter(json.loads(out)["data"].values()))
+    except (ValueError, KeyError, StopIteration):
+        raise LabError(f"unreadable orchestration output:\n{out[-3000:]}") from None
+    for sid, step in sorted(steps.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
+        log(f"{'ok' if step.get('result') else 'FAILED':6} {sid.split('_|-')[1]}: {step.get('comment', '')[:120]}")
+    if not all(step.get("result") for step in steps.values()):
+        raise LabError("orch.cluster failed (see above)")
+    return time.monotonic() - started

@@ -18,6 +18,8 @@ TOOLS = {
     "ssh-keygen": "openssh-client",
     "ip": "iproute2",
     "ping": "iputils-ping",
+    "dhclient": "isc-dhcp-client",  # lab.probe: DHCP clients on the bridge
+    "dig": "bind9-dnsutils",  # lab.probe: DNS queries over the bridge
 }
 
 

@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 # host directories the node's sessions see copy-on-write: everything a bootstrap writes
@@ -119,13 +120,30 @@ class NodeSandbox:
         lines += ["install -d -m 0755 /run/sshd"]  # no init system creates it
         lines += self.setup
         lines += [
-            # the sandbox directory (under /tmp) is no longer needed inside: hide the host's /tmp
-            "mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp",
+            # the sandbox directory (under /tmp) is no longer needed inside: hide the host's /tmp,
+            # but keep the Python environment visible when it lives there (a checkout under /tmp:
+            # /opt/salt links to it, and its scripts name it in their #! lines)
+            *self._keep_visible(sys.prefix),
             "mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm",
             f"exec /usr/sbin/sshd -D -E {SSHD_LOG}"
             f" -o ListenAddress={self.address}:{self.port} -o PidFile={SSHD_PIDFILE}",
         ]
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _keep_visible(path):
+        """Shell lines that put a tmpfs on /tmp while ``path`` (if under /tmp) stays reachable."""
+        q = shlex.quote
+        real = os.path.realpath(path)
+        if not real.startswith("/tmp/"):
+            return ["mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp"]
+        return [
+            "install -d /run/rpic-keep",
+            f"mount --bind {q(real)} /run/rpic-keep",
+            "mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp",
+            f"install -d {q(real)}",
+            f"mount --bind /run/rpic-keep {q(real)}",
+        ]
 
     def start(self, timeout=20):
         if _fstype(self.base) == "overlay":  # overlayfs refuses upper dirs on overlayfs
