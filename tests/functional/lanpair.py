@@ -13,7 +13,6 @@ import contextlib
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ import time
 from saltfactories.utils.functional import Loaders
 
 from tests.conftest import INVENTORY, PILLAR_TREE, STATE_TREE
+from tests.functional.lannet import Daemon, _ip  # one netns daemon helper for every LAN test
 
 HAVE_NETNS = os.geteuid() == 0 and shutil.which("ip") is not None
 NAMED = shutil.which("named") or "/usr/sbin/named"
@@ -129,36 +129,6 @@ class Pair:
             return {"retcode": res.returncode, "stdout": res.stdout.strip(), "stderr": res.stderr.strip()}
 
         return {"cmd.run_all": run_all, "cmd.which": shutil.which}
-
-
-def _ip(*args):
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-class Daemon:
-    """A foreground process (its own process group), output to ``log``."""
-
-    def __init__(self, argv, log):
-        self.log = log
-        with open(log, "ab") as handle:
-            self.proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self, sig=signal.SIGTERM, timeout=10):
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout)
-
-    def output(self):
-        with open(self.log, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
 
 
 def wait_for(predicate, timeout, step=0.02, what="condition"):
