@@ -135,18 +135,32 @@ def orchestrate(inv, nodes):
     deployer = {n.name: n for n in nodes}[model().deployer(inv)]
     started = time.monotonic()
     log("salt-run state.orch orch.cluster (on the deployer)")
-    out = _checked(
-        deployer,
-        "sudo salt-run -t 900 --out json state.orch orch.cluster 2>/dev/null",
-        "orch.cluster",
-        timeout=1800,
-    )
+    # a failed run exits 1: its steps are still read, to say which node and state failed
+    proc = on_node(deployer, "sudo salt-run -t 900 --out json state.orch orch.cluster 2>/dev/null", timeout=1800)
+    out = proc.stdout.decode(errors="replace")
     try:
         steps = next(iter(json.loads(out)["data"].values()))
-    except (ValueError, KeyError, StopIteration):
-        raise LabError(f"unreadable orchestration output:\n{out[-3000:]}") from None
+    except (ValueError, KeyError, StopIteration, AttributeError):
+        raise LabError(f"orch.cluster failed (exit {proc.returncode}), unreadable output:\n{out[-3000:]}") from None
     for sid, step in sorted(steps.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
         log(f"{'ok' if step.get('result') else 'FAILED':6} {sid.split('_|-')[1]}: {step.get('comment', '')[:120]}")
+        for line in _failed_in_step(step):
+            log(f"       {line}")
     if not all(step.get("result") for step in steps.values()):
         raise LabError("orch.cluster failed (see above)")
     return time.monotonic() - started
+
+
+def _failed_in_step(step):
+    """`node: state id: comment` for each failed state inside a failed salt.state step."""
+    if step.get("result") is not False:
+        return []
+    returns = (step.get("changes") or {}).get("ret") or {}
+    lines = []
+    for minion, states in returns.items():
+        for sid, state in (states.items() if isinstance(states, dict) else []):
+            comment = str(state.get("comment")) if isinstance(state, dict) else ""
+            # the states that failed by themselves, not those skipped for a failed requisite
+            if state.get("result") is False and not comment.startswith("One or more requisite failed"):
+                lines.append(f"{minion}: {sid.split('_|-')[1]}: {' '.join(comment.split())[:300]}")
+    return lines

@@ -36,6 +36,9 @@ minion-config-file-managed:
         master_finger: '{{ minion.master_finger }}'
         grains:
           roles: {{ me.roles | json }}
+        # the start event carries the provisioned marker: the reactor tells a plain restart
+        # (refresh only) from a re-flashed card (rebuild) without asking the minion
+        start_event_grains: [cluster_provisioned]
 
 minion-pki-dir-file-directory:
   file.directory:

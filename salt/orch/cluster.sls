@@ -1,34 +1,47 @@
-{#- Ordered rollout: the deployer, then the lanservices primary before its secondary, then
-    the compute nodes. Targets are minion IDs from the inventory (via the cluster runner),
-    so a minion that merely claims a role in its grains is not rolled out as one. #}
-{%- set deployers = salt['saltutil.runner']('cluster.nodes', role='deployer') %}
+{#- Ordered rollout: salt-run state.orch orch.cluster
+    the deployer, the lanservices primary before its secondary, the k3s server before the
+    other compute nodes (its agents); then every node's mine data and the provisioned marker
+    (from then on a minion restart is not a rebuild, and a re-flashed node is rebuilt by
+    orch.rebuild). Each step requires the one before, so the first failing step stops the
+    rollout; its comment names the minions that failed and its changes the failed states.
+    Targets are minion IDs from the inventory (via the cluster runner), so a minion that
+    merely claims a role in its grains is not rolled out as one. #}
+{%- set nodes = salt['saltutil.runner']('cluster.nodes') %}
 {%- set pair = salt['saltutil.runner']('cluster.lanservices') %}
-{%- set compute = salt['saltutil.runner']('cluster.nodes', role='compute') %}
+{%- set k3s_server = salt['saltutil.runner']('cluster.k3s_server') %}
+{%- set steps = [
+      ('deployer', salt['saltutil.runner']('cluster.nodes', role='deployer')),
+      ('lanservices-primary', [pair.primary]),
+      ('lanservices-secondary', [pair.secondary]),
+      ('compute-k3s-server', [k3s_server]),
+      ('compute-agents', salt['saltutil.runner']('cluster.nodes', role='compute') | reject('eq', k3s_server) | list),
+    ] %}
+{%- set previous = [] %}
+{%- for step, targets in steps if targets %}
 
-orch-cluster-deployer-salt-state:
+orch-cluster-{{ step }}-salt-state:
   salt.state:
-    - tgt: {{ deployers | join(',') }}
+    - tgt: {{ targets | join(',') }}
     - tgt_type: list
     - highstate: True
-
-orch-cluster-lanservices-primary-salt-state:
-  salt.state:
-    - tgt: {{ pair.primary }}
-    - highstate: True
+{%-   if previous %}
     - require:
-      - salt: orch-cluster-deployer-salt-state
+      - salt: {{ previous[-1] }}
+{%-   endif %}
+{%-   do previous.append('orch-cluster-' ~ step ~ '-salt-state') %}
+{%- endfor %}
 
-orch-cluster-lanservices-secondary-salt-state:
-  salt.state:
-    - tgt: {{ pair.secondary }}
-    - highstate: True
-    - require:
-      - salt: orch-cluster-lanservices-primary-salt-state
-
-orch-cluster-compute-salt-state:
-  salt.state:
-    - tgt: {{ compute | join(',') }}
+orch-cluster-mine-update-salt-function:
+  salt.function:
+    - name: mine.update
+    - tgt: {{ nodes | join(',') }}
     - tgt_type: list
-    - highstate: True
     - require:
-      - salt: orch-cluster-lanservices-secondary-salt-state
+      - salt: {{ previous[-1] }}
+
+orch-cluster-provisioned-salt-runner:
+  salt.runner:
+    - name: cluster.mark_provisioned
+    - nodes: {{ nodes | json }}
+    - require:
+      - salt: orch-cluster-mine-update-salt-function

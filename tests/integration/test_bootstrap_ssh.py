@@ -305,6 +305,7 @@ def test_bootstrap_minion_over_salt_ssh_init_system_mocked(
         "id": NODE,
         "master_finger": salt.utils.crypt.pem_finger(str(master_pub), sum_type="sha256"),
         "grains": {"roles": ["compute"]},
+        "start_event_grains": ["cluster_provisioned"],
     }
     assert re.fullmatch(r"([0-9a-f]{2}:){31}[0-9a-f]{2}", conf["master_finger"])
     # the file landed in the sandbox's overlay, not on the host

@@ -112,6 +112,26 @@ def cluster(lab):  # pylint: disable=redefined-outer-name
     return lab
 
 
+@pytest.fixture(scope="session")
+def rolled_out(cluster):  # pylint: disable=redefined-outer-name
+    """The bootstrapped lab rolled out once per session: `salt-run state.orch orch.cluster` on psi
+    (every node highstated in order and marked provisioned)."""
+    started = time.monotonic()
+    proc = cluster.cli("orch", timeout=1800)
+    print(f"\norch.cluster: {time.monotonic() - started:.1f} s\n{proc.stderr[-1500:]}")
+    return cluster
+
+
+def salt_run(lab, args, timeout=600):  # pylint: disable=redefined-outer-name
+    """`salt-run ARGS` on the deployer: (exit code, JSON output parsed, stderr)."""
+    proc = lab.run("psi", f"sudo salt-run -t {timeout} --out json {args}", timeout=timeout + 60)
+    try:
+        data = json.loads(proc.stdout or "null")
+    except ValueError:
+        data = proc.stdout
+    return proc.returncode, data, proc.stderr
+
+
 def salt(lab, args, timeout=300):  # pylint: disable=redefined-outer-name
     """`salt ARGS` on the deployer, JSON output parsed."""
     # -t: on 2 cores, busy minions miss the find_job polls of the default 5 s timeout

@@ -17,11 +17,8 @@ UNKNOWN_MAC = "02:77:00:00:00:99"
 
 
 @pytest.fixture(scope="module")
-def lan(cluster):
-    started = time.monotonic()
-    proc = cluster.cli("orch", timeout=1800)
-    print(f"\norch.cluster from bootstrapped nodes: {time.monotonic() - started:.1f} s\n{proc.stderr[-1500:]}")
-    st = cluster.status()
+def lan(rolled_out):
+    st = rolled_out.status()
     return {
         "st": st,
         "alpha": st["nodes"]["alpha"]["ip"],

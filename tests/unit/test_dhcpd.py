@@ -63,7 +63,7 @@ def test_primary_failover_section():
     assert statements(block(text, 'failover peer "dhcp-failover"')) == [
         "primary", "address 192.168.10.6", "port 647", "peer address 192.168.10.8", "peer port 847",
         "max-response-delay 10", "max-unacked-updates 10", "load balance max seconds 3",
-        "mclt 600", "split 128",
+        "mclt 60", "split 128",
     ]
 
 
