@@ -4,6 +4,13 @@
 ``deploy``: how nodes reach and trust the deployer (master address and pinned fingerprint,
 package cache, pinned Salt version, admin account and its SSH keys), from the master config
 that bootstrap/deployer writes.
+``deploy:ssh_ca_pub``: the cluster SSH CA's public key (every node trusts host and user
+certificates it signed); ``deploy:ssh_host_cert_ttl``: the lifetime of a host certificate.
+The deployer alone also gets ``deploy:ssh_ca`` (paths of the CA key and of the public keys it
+signs user certificates for, with their certificates' paths; never any key's content) and
+``ssh_signing_policies``: one ``host_<node>``
+policy per other node, which only that minion may use and which pins the principals to its
+name, FQDN and IP (salt/sshd/hostcert.sls asks for it by remote signing).
 """
 import glob
 import importlib.util
@@ -13,6 +20,27 @@ import os
 def _read(path):
     with open(path, encoding="utf-8") as handle:
         return handle.read().strip()
+
+
+def _host_signing_policies(model, inventory, ca_key, ttl):
+    """``ssh_signing_policies`` of the CA minion: ``host_<node>`` for every node but the deployer
+    (which signs its own certificate locally), usable by that minion ID only."""
+    policies = {}
+    for name in model.nodes(None, inventory):
+        node = model.node(name, inventory)
+        if name == model.deployer(inventory):
+            continue
+        policies[f"host_{name}"] = {
+            "minions": name,
+            "signing_private_key": ca_key,
+            "cert_type": "host",
+            "valid_principals": [node["name"], node["fqdn"], node["ip"]],
+            "key_id": node["fqdn"],
+            "ttl": ttl,
+            "allowed_critical_options": [],
+            "allowed_extensions": [],
+        }
+    return policies
 
 
 def run():
@@ -39,6 +67,8 @@ def run():
         + sorted(glob.glob(os.path.join(secrets_dir, "admin-keys", "*.pub")))
         if os.path.isfile(p)
     ]
+    ca_key = os.path.join(secrets_dir, "ssh", "ca_ed25519")
+    ca_pub = ca_key + ".pub"
     deployer = model.node(model.deployer(inventory), inventory)
     deploy = {
         "master": deployer["ip"],
@@ -48,6 +78,8 @@ def run():
         "saltext_redis_version": __opts__.get("cluster_saltext_redis_version", "1.0.2"),
         "admin_user": __opts__.get("cluster_admin_user", "piclust"),
         "admin_pubkeys": pubkeys,
+        "ssh_ca_pub": _read(ca_pub) if os.path.isfile(ca_pub) else "",
+        "ssh_host_cert_ttl": __opts__.get("cluster_ssh_host_cert_ttl", "90d"),
     }
     if __opts__.get("id") == deployer["name"]:  # the master pre-accepts every node's key
         keydir = os.path.join(secrets_dir, "minion-keys")
@@ -56,4 +88,16 @@ def run():
             for name in model.nodes(None, inventory)
             if os.path.isfile(os.path.join(keydir, f"{name}.pub"))
         }
-    return {"cluster": inventory, "deploy": deploy}
+    extra = {}
+    if __opts__.get("id") == deployer["name"] and os.path.isfile(ca_key):  # the SSH CA, deployer only
+        # user certificates: the salt-ssh key's beside it (ssh picks <key>-cert.pub up by itself),
+        # the admins' in admin-certs/ (admin-keys/*.pub is the authorized_keys list)
+        ssh_dir = os.path.join(secrets_dir, "ssh")
+        certs = {os.path.join(ssh_dir, "deployer_ed25519.pub"): os.path.join(ssh_dir, "deployer_ed25519-cert.pub")}
+        for pub in sorted(glob.glob(os.path.join(secrets_dir, "admin-keys", "*.pub"))):
+            name = os.path.basename(pub)[: -len(".pub")]
+            if not name.endswith("-cert"):
+                certs[pub] = os.path.join(secrets_dir, "admin-certs", f"{name}-cert.pub")
+        deploy["ssh_ca"] = {"key": ca_key, "user_certs": {k: v for k, v in certs.items() if os.path.isfile(k)}}
+        extra["ssh_signing_policies"] = _host_signing_policies(model, inventory, ca_key, deploy["ssh_host_cert_ttl"])
+    return {"cluster": inventory, "deploy": deploy, **extra}

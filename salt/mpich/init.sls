@@ -70,8 +70,10 @@ mpich-user-authorized-keys-file-managed:
     - require:
       - file: mpich-user-ssh-dir-file-directory
 
-{#- mpiexec's ssh must never prompt: batch mode, the cluster key, and a host key accepted on
-    first contact (a changed key is still refused) for the compute nodes only #}
+{#- mpiexec's ssh must never prompt: batch mode, the cluster key, and host keys trusted only
+    through the cluster SSH CA (the @cert-authority line of /etc/ssh/ssh_known_hosts, sls sshd):
+    no per-user known_hosts, so a re-flashed compute node is trusted again once its highstate
+    got it a new host certificate, with nothing to edit; anything else is refused #}
 mpich-user-ssh-config-file-managed:
   file.managed:
     - name: {{ ssh_dir }}/config
@@ -85,11 +87,17 @@ mpich-user-ssh-config-file-managed:
             IdentityFile ~/.ssh/id_ed25519
             IdentitiesOnly yes
             BatchMode yes
-            StrictHostKeyChecking accept-new
-            UserKnownHostsFile ~/.ssh/known_hosts
+            StrictHostKeyChecking yes
+            UserKnownHostsFile /dev/null
+            GlobalKnownHostsFile /etc/ssh/ssh_known_hosts
             ConnectTimeout 10
     - require:
       - file: mpich-user-ssh-dir-file-directory
+
+{#- host keys learnt by the former accept-new: stale after a re-flash, and no longer read #}
+mpich-user-known-hosts-file-absent:
+  file.absent:
+    - name: {{ ssh_dir }}/known_hosts
 
 mpich-hostfile-file-managed:
   file.managed:

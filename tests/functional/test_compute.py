@@ -268,7 +268,9 @@ def test_distcc_and_mpich_files_come_from_the_inventory(delta):
     hostfile = chunks["mpich-hostfile-file-managed"]["contents"].splitlines()
     assert [ln for ln in hostfile if not ln.startswith("#")] == ["delta", "epsilon", "gamma", "zeta"]
     ssh_config = chunks["mpich-user-ssh-config-file-managed"]["contents"]
-    assert "StrictHostKeyChecking accept-new" in ssh_config and "BatchMode yes" in ssh_config
+    # host keys are trusted through the cluster's SSH CA only: no trust on first use, no per-user list
+    assert "StrictHostKeyChecking yes" in ssh_config and "BatchMode yes" in ssh_config
+    assert "UserKnownHostsFile /dev/null" in ssh_config and "accept-new" not in ssh_config
     assert "delta.dc1.b3rry.clust0r" in ssh_config and "192.168.10.24" in ssh_config
     key = chunks["mpich-user-ssh-key-file-managed"]
     assert key["mode"] == "0600" and key["show_changes"] is False

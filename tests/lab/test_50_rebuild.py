@@ -17,6 +17,11 @@ from tests.lab.conftest import salt, salt_run
 pytestmark = pytest.mark.lab
 
 NEW_CLIENT_MAC = "02:77:00:00:00:51"
+CERT = "/etc/ssh/ssh_host_ed25519_key-cert.pub"
+DEPLOYER_KEY = "/etc/salt/cluster-secrets/ssh/deployer_ed25519"
+# an SSH client that trusts the global known_hosts only (the CA line) and never learns a key
+STRICT_SSH = ("ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/dev/null "
+              "-o GlobalKnownHostsFile=/etc/ssh/ssh_known_hosts -o ConnectTimeout=10")
 
 
 def _highstates_since(cluster, node, since):
@@ -79,22 +84,41 @@ def test_a_restarted_provisioned_minion_is_not_rebuilt(rolled_out):
     assert _grain(cluster, "zeta", "cluster_provisioned") == marker
 
 
+def _host_key(cluster, node):
+    return cluster.run(node, "cat /etc/ssh/ssh_host_ed25519_key.pub", check=True).stdout.split()[1]
+
+
 def test_reflashed_compute_node_comes_back_with_one_command(rolled_out):
     cluster = rolled_out
+    old_key = _host_key(cluster, "gamma")
+    # what the SSH clients of the cluster trust: nobody may need an edit after the rebuild
+    trust = "sudo sh -c 'md5sum /etc/ssh/ssh_known_hosts; ls -a /home/computeadm/.ssh/'"
+    clients_before = {n: cluster.run(n, trust).stdout for n in ("psi", "delta", "epsilon")}
     cluster.cli("reflash", "gamma", timeout=300)
+    assert _host_key(cluster, "gamma") != old_key  # the new card made its own host keys
     assert not _grain(cluster, "gamma", "cluster_provisioned")
+    refused = cluster.run("delta", "sudo -u computeadm ssh gamma true")
+    assert refused.returncode != 0 and "Host key verification failed" in refused.stderr, refused.stderr
+
     since = _jid_now(cluster)
     code, report, err, _ = _rebuild(cluster, "gamma")
     assert code == 0 and report["result"] is True, (report, err)
     assert report["host_key"].split()[1].startswith("SHA256:")
     assert _grain(cluster, "gamma", "cluster_provisioned")
     assert len(_highstates_since(cluster, "gamma", since)) == 1  # the reactor and the runner built it once
-    # MPI from another compute node reaches gamma again: its new host key is trusted through the CA
+    # the new host key carries a certificate from the cluster CA, for gamma's names only
+    cert = salt(cluster, f"gamma ssh_pki.read_certificate {CERT}", timeout=60)["gamma"]
+    assert cert["public_key"].split()[1] == _host_key(cluster, "gamma")
+    assert sorted(cert["valid_principals"]) == sorted(["gamma", f"gamma.{cluster.status()['domain']}", cluster.ip("gamma")])
+    # MPI from another compute node reaches gamma again, trusting it through the CA line only
     out = cluster.run(
-        "delta", "sudo -u computeadm timeout 60 mpiexec -f /etc/mpich/hosts -n 4 hostname", timeout=90
+        "delta", "cd /tmp && sudo -u computeadm timeout 60 mpiexec -f /etc/mpich/hosts -n 4 hostname", timeout=90
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert sorted(out.stdout.split()) == ["delta", "epsilon", "gamma", "zeta"]
+    strict = cluster.run("psi", f"sudo {STRICT_SSH} -i {DEPLOYER_KEY} piclust@gamma hostname")
+    assert strict.stdout.strip() == "gamma", strict.stderr
+    assert {n: cluster.run(n, trust).stdout for n in clients_before} == clients_before
 
 
 def test_a_second_rebuild_of_a_healthy_node_changes_nothing(rolled_out):
