@@ -8,7 +8,7 @@ HOSTPY  ?= python3
 help:
 	@echo "make lab     build and boot the virtual cluster, then print its status"
 	@echo "make test    install what the tests need, lint, run the whole suite"
-	@echo "make bench   LAN services failover figures on the lab (VIP, DNS propagation, DHCP)"
+	@echo "make bench   one table of figures on a fresh lab: make lab, highstate, rebuild, DNS, VIP, DHCP"
 	@echo "make lab-down  remove everything the lab made"
 
 venv: $(VENV)/.installed
@@ -25,7 +25,7 @@ host-packages:
 	@tests/install-host-packages
 
 lint: venv
-	$(VENV)/bin/ruff check _modules _states _grains _runners lab tests bench bootstrap/validate-inventory bootstrap/generate-secrets
+	$(VENV)/bin/ruff check _modules _states _grains _runners lab tests bench bootstrap/validate-inventory bootstrap/generate-secrets bootstrap/quiet-salt-cli
 	$(VENV)/bin/yamllint -s pillar/cluster/inventory.yaml lab/inventory.yaml master.d
 
 test: venv host-packages lint
@@ -45,7 +45,7 @@ lab:
 	$(HOSTPY) -m lab status
 
 bench: venv host-packages
-	$(PY) bench/lanservices.py
+	$(PY) -m bench $(BENCH_ARGS)
 
 lab-down:
 	$(HOSTPY) -m lab down

@@ -79,6 +79,8 @@ def salt_master(salt_factories, inventory_file, secrets_dir):
             "auto_accept": False,
             "open_mode": False,
             "pillar_safe_render_error": True,
+            # the self-healing reaction, as master.d/reactor.conf maps it on the deployer
+            "reactor": [{"salt/minion/*/start": [str(STATE_TREE / "reactor" / "minion-start.sls")]}],
         },
     )
     with factory.started(start_timeout=120):
@@ -99,6 +101,8 @@ def _minion(salt_master, integration_dir, name, roles):
             "grains": {"roles": roles},
             "common": {"lookup": {"root": str(root), "set_running_hostname": False, "include": []}},
             "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},
+            # as salt/minion writes it: the start event carries the provisioned marker
+            "start_event_grains": ["cluster_provisioned"],
         },
     )
 
@@ -129,6 +133,9 @@ def spawn_minion(salt_master, integration_dir):
     yield spawn
     for factory in started:
         factory.terminate()
+        # a later spawn of the same ID gets a fresh root dir and key pair: forget this one's key
+        ret = salt_master.salt_key_cli().run("--yes", "--delete", factory.id)
+        assert ret.returncode == 0, ret
 
 
 @pytest.fixture(scope="session")

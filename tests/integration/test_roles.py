@@ -49,7 +49,9 @@ def test_orchestration_applies_deployer_then_lanservices_then_compute(minions, s
         "orch-cluster-deployer-salt-state",
         "orch-cluster-lanservices-primary-salt-state",
         "orch-cluster-lanservices-secondary-salt-state",
-        "orch-cluster-compute-salt-state",
+        "orch-cluster-compute-k3s-server-salt-state",  # the only compute node: no agents step
+        "orch-cluster-mine-update-salt-function",
+        "orch-cluster-provisioned-salt-runner",
     ]
     by_id = {sid.split("_|-")[1]: step for sid, step in steps.items()}
     starts = [by_id[s]["start_time"] for s in order]
@@ -58,7 +60,7 @@ def test_orchestration_applies_deployer_then_lanservices_then_compute(minions, s
     assert "alpha" in by_id["orch-cluster-lanservices-primary-salt-state"]["comment"]
     assert "beta" not in by_id["orch-cluster-lanservices-primary-salt-state"]["comment"]
     assert "beta" in by_id["orch-cluster-lanservices-secondary-salt-state"]["comment"]
-    assert "delta" in by_id["orch-cluster-compute-salt-state"]["comment"]
+    assert "delta" in by_id["orch-cluster-compute-k3s-server-salt-state"]["comment"]
     assert _roles_applied(integration_dir, "beta") == ["lanservices"]
     # requisite order holds in time too: beta's role marker is newer than alpha's
     marker = lambda n, r: node_root(integration_dir, n) / "etc" / "cluster" / "roles.d" / r  # noqa: E731

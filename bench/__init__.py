@@ -1,0 +1,15 @@
+"""`make bench`: the cluster's figures on the virtual lab, one table (figure | value | method).
+
+    python -m bench [--no-cold] [--only PART ...]     (root, from the repository root)
+
+Parts, in the order they run: cold `make lab` (bench/cluster.py), no-op highstate, DNS propagation
+and VIP failover + DHCP leases (bench/lanservices.py), rebuild MTTR of gamma and beta. The table
+is also written as JSON under the lab's state directory (bench/last.json).
+"""
+
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
