@@ -335,13 +335,7 @@ def build_lock(node, owner, ttl=LOCK_TTL, max_builds=MAX_BUILDS, wait=LOCK_TTL):
         with salt.utils.files.fopen(guard, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             now = time.time()
-            held = {}
-            for name in os.listdir(_records("locks")):
-                lock = _read("locks", name) if not name.startswith(".") else None
-                if lock and lock.get("expires", 0) > now:
-                    held[name] = lock
-                elif lock:
-                    _remove("locks", name)
+            held = _live_locks(prune=True)
             mine = held.get(node)
             if mine and mine.get("owner") != owner:
                 return _fail(f"{node} is already being built (since {mine['since']}): not building it twice")
@@ -386,12 +380,19 @@ def building():
 
         salt-run cluster.building
     """
+    return _live_locks()
+
+
+def _live_locks(prune=False):
+    """The unexpired build locks: {node: lock}; ``prune`` removes the expired ones."""
     now = time.time()
     out = {}
     for name in os.listdir(_records("locks")):
         lock = _read("locks", name) if not name.startswith(".") else None
         if lock and lock.get("expires", 0) > now:
             out[name] = lock
+        elif lock and prune:
+            _remove("locks", name)
     return out
 
 
