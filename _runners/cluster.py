@@ -255,12 +255,12 @@ def _dependents(node, inv):
     return [d for d in deps if d["tgt"]]
 
 
+K3S_ARTIFACT = ("k3s", "files", "artifacts", "k3s")  # salt/k3s: no artifact, no k3s
+
+
 def _k3s_installed():
     """True when the k3s artifact is on the fileserver (else the compute highstate skips k3s)."""
-    return any(
-        os.path.isfile(os.path.join(root, "k3s", "files", "artifacts", "k3s"))
-        for root in __opts__["file_roots"]["base"]
-    )
+    return any(os.path.isfile(os.path.join(root, *K3S_ARTIFACT)) for root in __opts__["file_roots"]["base"])
 
 
 def build_plan(node, provisioned=None):
@@ -693,7 +693,6 @@ def rebuild(node, timeout=1800):
 STATUS_TIMEOUT = 5  # s: how long the batch waits for answers
 STATUS_GRACE = 1.5  # s: how long it waits for minions that have no connection to the master
 STATUS_MAX_JOBS = 300  # local job cache: the newest jobs read to find each node's last highstate
-STATUS_K3S_ARTIFACT = ("k3s", "files", "artifacts", "k3s")  # salt/k3s: no artifact, no k3s
 _STATUS_HIGHSTATE_FUNS = ("state.highstate", "state.apply")
 _STATUS_LATE = {"return": "no answer within the status timeout", "success": False}  # up, but slow
 
@@ -1012,11 +1011,6 @@ def _status_build_records(nodes):
     return out
 
 
-def _status_k3s_artifact():
-    """True when the k3s artifact is on the master's fileserver (else no node runs k3s)."""
-    return any(os.path.isfile(os.path.join(root, *STATUS_K3S_ARTIFACT)) for root in __opts__["file_roots"]["base"])
-
-
 def _status_view(inv):
     """What the status needs from the inventory."""
     model = _model()
@@ -1253,12 +1247,12 @@ def status(timeout=STATUS_TIMEOUT, table=None):
     """
     started = time.monotonic()
     view = _status_view(inventory())
-    query_k3s = bool(view["k3s_server"]) and _status_k3s_artifact()
+    query_k3s = bool(view["k3s_server"]) and _k3s_installed()
     k3s_note = None
     if view["k3s_server"] and not query_k3s:
         k3s_note = (
             f"k3s not installed on {view['k3s_server']} (no artifact at "
-            f"salt://{'/'.join(STATUS_K3S_ARTIFACT)}: the compute highstate skips k3s)"
+            f"salt://{'/'.join(K3S_ARTIFACT)}: the compute highstate skips k3s)"
         )
     connected = _status_connected(view["nodes"])
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
