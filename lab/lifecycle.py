@@ -3,10 +3,11 @@
 import ipaddress
 import pathlib
 import shutil
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import BRIDGE, STATE, LabError, access, cgroup, image, net, repo
+from . import BRIDGE, STATE, LabError, access, cgroup, image, net, proc, repo
 from .host import ensure_tools, log, preflight, require_root
 from .mount import mounts_under, umount
 from .node import Node, on_disk
@@ -82,7 +83,15 @@ def down():
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
         list(pool.map(lambda n: Node(n).destroy(), names))
     for name in cgroup.leftovers():
-        left = cgroup.clean(name)
+        # a big process (the deployer's salt-master) can outlive its node's SIGKILL by seconds
+        deadline = time.monotonic() + 30
+        while True:
+            for pid in cgroup.pids(name):
+                proc.kill(pid, signal.SIGKILL)
+            left = cgroup.clean(name)
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         if left:
             raise LabError(f"cgroups still in use: {', '.join(left)}")
     umount(STATE / "builder" / "root")
