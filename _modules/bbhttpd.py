@@ -21,6 +21,8 @@ __virtualname__ = "bbhttpd"
 
 DEFAULTS_FILE = "/etc/default/bbhttpd"
 SERVICE = "bbhttpd"
+# the inventory page salt/httpd generates (the live status page at / is salt/statuspage's)
+PAGE = "/inventory.html"
 # every page salt/httpd generates carries this marker in its title
 MARKER = "rpi_cluster"
 
@@ -77,7 +79,7 @@ def get(path="/", host="127.0.0.1", port=None, defaults_file=DEFAULTS_FILE, time
 def status(host="127.0.0.1", port=None, defaults_file=DEFAULTS_FILE, timeout=3.0):
     """
     Page server health: ``running`` (the bbhttpd service), ``port``, ``http_status`` of
-    ``/`` and ``serves_page`` (the answer is the cluster page), ``error`` if it did not answer.
+    the inventory page and ``serves_page`` (the answer is that page), ``error`` if it did not answer.
 
     CLI Example:
 
@@ -90,7 +92,7 @@ def status(host="127.0.0.1", port=None, defaults_file=DEFAULTS_FILE, timeout=3.0
     out = {"running": _running(SERVICE), "port": int(port), "http_status": None,
            "serves_page": False, "error": None}
     try:
-        resp = get("/", host=host, port=port, timeout=timeout)
+        resp = get(PAGE, host=host, port=port, timeout=timeout)
     except CommandExecutionError as exc:
         out["error"] = str(exc)
         return out

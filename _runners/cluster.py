@@ -836,7 +836,24 @@ def _status_newest(found, node, jid, fun, args, ret):
     if not _status_is_highstate(fun, args):
         return
     if node not in found or str(jid) > found[node]["jid"]:
-        found[node] = {"time": _status_jid_time(jid), "result": _status_highstate_ok(ret), "jid": str(jid)}
+        found[node] = {"time": _status_jid_time(jid), "result": _status_highstate_ok(ret), "jid": str(jid),
+                       "changes": _history_states(ret)["changes"]}
+
+
+def _redis():
+    """A client of the Redis job cache, configured as the master's returner is."""
+    import redis  # pylint: disable=import-outside-toplevel
+
+    return redis.Redis(
+        host=__opts__.get("redis.host", "salt"),
+        port=int(__opts__.get("redis.port", 6379)),
+        db=int(__opts__.get("redis.db", 0)),
+        password=__opts__.get("redis.password") or None,
+        unix_socket_path=__opts__.get("redis.unix_socket_path") or None,
+        decode_responses=True,
+        socket_timeout=3,
+        socket_connect_timeout=3,
+    )
 
 
 def _status_highstates_redis(nodes, max_jobs):
@@ -850,18 +867,7 @@ def _status_highstates_redis(nodes, max_jobs):
     ``max_jobs`` newest (listed with SCAN), are read too: loads first, returns only of
     ``state.highstate``/``state.apply`` jobs.
     """
-    import redis  # pylint: disable=import-outside-toplevel
-
-    serv = redis.Redis(
-        host=__opts__.get("redis.host", "salt"),
-        port=int(__opts__.get("redis.port", 6379)),
-        db=int(__opts__.get("redis.db", 0)),
-        password=__opts__.get("redis.password") or None,
-        unix_socket_path=__opts__.get("redis.unix_socket_path") or None,
-        decode_responses=True,
-        socket_timeout=3,
-        socket_connect_timeout=3,
-    )
+    serv = _redis()
     try:
         index = [(node, fun) for node in nodes for fun in _STATUS_HIGHSTATE_FUNS]
         latest = {}
@@ -1270,3 +1276,216 @@ def status(timeout=STATUS_TIMEOUT, table=None):
     if table is None:
         table = not __opts__.get("output")
     return _status_table(report) if table else report
+
+
+# --------------------------------------------------------------------------------------
+# Job history: the highstates and orchestrations in the Redis job cache (what ARA gave the
+# original), kept in a small index on the master so that each call reads only the jobs
+# published since the last one (the status batch itself publishes a few jobs a minute).
+# --------------------------------------------------------------------------------------
+
+HISTORY_LIMIT = 30  # runs returned
+HISTORY_KEEP = 200  # jobs kept in the index
+HISTORY_REVISIT = 900  # s: jobs this recent are read again (their returns may still come)
+HISTORY_WINDOW = 3600  # s: a job that returns this long after newer ones is still found
+_HISTORY_ORCH_FUNS = ("runner.state.orchestrate", "runner.state.orch", "runner.cluster.orchestrate")
+_HISTORY_TEXT = 300  # characters of a failed state's comment
+
+
+def _history_states(ret):
+    """Counts and lists of one state return {state key: state} (or a list of render errors)."""
+    out = {"states": 0, "changes": 0, "failures": 0, "failed": [], "changed": [], "duration": None}
+    if isinstance(ret, dict) and {"jid", "retcode", "return"} <= set(ret):  # salt-ssh's wrapper
+        ret = ret["return"]
+    if isinstance(ret, list | str):  # the states did not even compile: render errors
+        errors = [ret] if isinstance(ret, str) else ret
+        out.update(failures=len(errors) or 1, failed=[
+            {"id": "(render)", "function": "", "name": "", "comment": str(e)[:_HISTORY_TEXT]} for e in errors
+        ] or [{"id": "(render)", "function": "", "name": "", "comment": "no state ran"}])
+        return out
+    if not isinstance(ret, dict):
+        return out
+    spans = []
+    for key, state in ret.items():
+        if not isinstance(state, dict):
+            continue
+        parts = str(key).split("_|-")
+        entry = {
+            "id": state.get("__id__") or (parts[1] if len(parts) > 1 else key),
+            "function": f"{parts[0]}.{parts[3]}" if len(parts) > 3 else "",
+            "name": str(state.get("name", "")),
+        }
+        out["states"] += 1
+        if state.get("result") is False:
+            out["failures"] += 1
+            out["failed"].append(dict(entry, comment=str(state.get("comment", ""))[:_HISTORY_TEXT]))
+        if state.get("changes"):
+            out["changes"] += 1
+            # the keys only: values may be file diffs, and a diff may hold a secret
+            out["changed"].append(dict(entry, keys=sorted(str(k) for k in state["changes"])))
+        try:
+            start = datetime.datetime.strptime(str(state["start_time"]), "%H:%M:%S.%f")
+            spans.append((start, start + datetime.timedelta(milliseconds=float(state["duration"]))))
+        except (KeyError, TypeError, ValueError):
+            pass
+    if spans:
+        seconds = (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds()
+        out["duration"] = round(seconds % 86400, 1)  # a run across midnight
+    return out
+
+
+def _history_job(load):
+    """{"kind", "fun", "mods"} of a job the history shows, from its load; None for other jobs."""
+    load = load or {}
+    fun = load.get("fun")
+    if fun in _HISTORY_ORCH_FUNS:
+        args = (load.get("return") or {}).get("fun_args") or load.get("fun_args") or load.get("arg") or []
+        mods = next((a.get("mods") for a in args if isinstance(a, dict) and a.get("mods")), None)
+        mods = mods or next((a for a in args if isinstance(a, str) and "=" not in a), None)
+        return {"kind": "orchestration", "fun": fun.removeprefix("runner."), "mods": mods}
+    if _status_is_highstate(fun, load.get("arg", load.get("fun_args"))):
+        return {"kind": "highstate", "fun": fun, "mods": None}
+    return None
+
+
+def _history_run(jid, job, minion, doc, redact):
+    """One run (a job's return of one minion) as the page shows it."""
+    if job["kind"] == "orchestration":
+        inner = (doc.get("return") or {}) if isinstance(doc.get("return"), dict) else {}
+        data = (inner.get("return") or {}).get("data") if isinstance(inner.get("return"), dict) else None
+        ret = next(iter(data.values())) if isinstance(data, dict) and data else inner.get("return")
+        result = inner.get("success", doc.get("success")) is not False and not inner.get("retcode")
+        node = "master"
+    else:
+        ret, node = doc.get("return"), minion
+        result = None
+    states = _history_states(ret)
+    if result is None:
+        result = _status_highstate_ok(ret)
+    run = dict(jid=str(jid), node=node, started=_status_jid_time(jid), result=bool(result) and not states["failures"],
+               **job, **states)
+    for entry in run["failed"]:
+        entry["comment"] = redact(entry["comment"])
+        entry["name"] = redact(entry["name"])
+    for entry in run["changed"]:
+        entry["name"] = redact(entry["name"])
+    return run
+
+
+def _history_redactor():
+    """A function that blanks every secret the master holds (cluster_secrets_dir) in a text."""
+    found = set()
+    top = __opts__.get("cluster_secrets_dir", "/etc/salt/cluster-secrets")
+    for folder, _, files in os.walk(top):
+        for name in files:
+            try:
+                with salt.utils.files.fopen(os.path.join(folder, name)) as handle:
+                    text = handle.read()
+            except (OSError, UnicodeDecodeError):
+                continue
+            found.update(line.strip() for line in text.splitlines() if len(line.strip()) >= 12
+                         and not line.startswith("-----"))
+            if len(text.strip()) >= 12:
+                found.add(text.strip())
+    secrets = sorted(found, key=len, reverse=True)
+
+    def redact(text):
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, "[secret]")
+        return text
+
+    return redact
+
+
+def _history_index_path():
+    return os.path.join(__opts__["cachedir"], "cluster", "history.json")
+
+
+def _history_floor(now, seconds):
+    """The jid of the moment ``seconds`` before ``now`` (jids are local time unless utc_jid)."""
+    tz = datetime.UTC if __opts__.get("utc_jid") else None
+    return datetime.datetime.fromtimestamp(now - seconds, tz).strftime("%Y%m%d%H%M%S%f")
+
+
+def _history_update(serv, index, now):
+    """
+    Add the jobs that returned since the last call to ``index``; re-read the recent ones. A
+    job is classified when its first return is in the cache (a long highstate returns after
+    many newer jobs): the jids already looked at within HISTORY_WINDOW are remembered.
+    """
+    jids = sorted(key[4:] for key in serv.scan_iter(match="ret:*", count=1000))
+    floor = _history_floor(now, HISTORY_WINDOW)
+    first = "checked" not in index
+    checked = set(index.get("checked", []))
+    new = [jid for jid in jids if jid not in checked and (first or jid >= floor)]
+    jobs = index.setdefault("jobs", {})
+    for start in range(0, len(new), 500):
+        chunk = new[start : start + 500]
+        for jid, load in zip(chunk, map(_status_json, serv.mget([f"load:{j}" for j in chunk])), strict=True):
+            job = _history_job(load)
+            if job:
+                jobs[jid] = dict(job, runs={})
+    index["checked"] = sorted(jid for jid in checked.union(new) if jid >= floor)
+    live = set(jids)
+    recent = []
+    for jid in sorted(jobs, reverse=True):
+        if jid not in live:
+            continue  # expired from the cache (keep_jobs): its runs stay as read
+        when = _status_jid_time(jid)
+        try:
+            age = now - datetime.datetime.fromisoformat(when).timestamp()
+        except (TypeError, ValueError):
+            age = 0
+        if jid in new or not jobs[jid]["runs"] or age < HISTORY_REVISIT:
+            recent.append(jid)
+    pipe = serv.pipeline(transaction=False)
+    for jid in recent:
+        pipe.hgetall(f"ret:{jid}")
+    redact = _history_redactor()
+    for jid, rets in zip(recent, pipe.execute() if recent else [], strict=True):
+        job = {k: v for k, v in jobs[jid].items() if k != "runs"}
+        for minion, text in (rets or {}).items():
+            doc = _status_json(text)
+            if isinstance(doc, dict):
+                jobs[jid]["runs"][minion] = _history_run(jid, job, minion, doc, redact)
+    for jid in sorted(jobs, reverse=True)[HISTORY_KEEP:]:
+        del jobs[jid]
+    return index
+
+
+def history(limit=HISTORY_LIMIT, node=None):
+    """
+    The newest highstates and orchestrations in the job cache, newest first, one entry per
+    run of a node (an orchestration's node is ``master``): when it started, how long its
+    states took, its result, how many states changed and failed, and which (state ID, name,
+    function; a failed state's comment; only the keys of a change, never its values, and
+    every secret of the master blanked). The page on the VIP shows it (statuspage.publish).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run cluster.history
+        salt-run cluster.history limit=5 node=gamma --out=json
+    """
+    if __opts__.get("master_job_cache", "local_cache") != "redis":
+        return _fail("cluster.history reads the Redis job cache (master_job_cache: redis)")
+    path = _history_index_path()
+    try:
+        with salt.utils.files.fopen(path) as handle:
+            index = json.load(handle)
+    except (OSError, ValueError):
+        index = {}
+    serv = _redis()
+    try:
+        index = _history_update(serv, index, time.time())
+    finally:
+        serv.close()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with salt.utils.files.fopen(path + ".new", "w") as handle:
+        json.dump(index, handle)
+    os.replace(path + ".new", path)
+    runs = [run for jid in sorted(index["jobs"], reverse=True) for _, run in sorted(index["jobs"][jid]["runs"].items())
+            if node in (None, run["node"])]
+    return runs[: int(limit)]

@@ -1,6 +1,7 @@
-{#- BusyBox httpd on the lanservices nodes: a small cluster page generated from the inventory,
-    served from a chroot (systemd RootDirectory=) by an unprivileged system user, on the port
-    of httpd:port (defaults.yaml, pillar httpd:lookup:port). #}
+{#- BusyBox httpd on the lanservices nodes, from a chroot (systemd RootDirectory=) as an
+    unprivileged system user, on the port of httpd:port (defaults.yaml, httpd:lookup:port):
+    the inventory page (inventory.html, cluster.json) here; the live status page at / comes
+    from salt/statuspage. #}
 {%- from 'httpd/map.jinja' import httpd with context %}
 {%- from 'tftpd/map.jinja' import tftpd with context %}
 {%- set nodes = [] %}
@@ -75,10 +76,10 @@ httpd-chroot-config-file-managed:
     - require:
       - file: httpd-chroot-etc-file-directory
 
-httpd-page-index-file-managed:
+httpd-page-inventory-file-managed:
   file.managed:
-    - name: {{ root }}/www/index.html
-    - source: salt://httpd/files/index.html.jinja
+    - name: {{ root }}/www/inventory.html
+    - source: salt://httpd/files/inventory.html.jinja
     - template: jinja
     - user: root
     - group: root
@@ -136,7 +137,7 @@ httpd-service-running:
     - enable: True
     - require:
       - cmd: httpd-systemd-daemon-reload-cmd-run
-      - file: httpd-page-index-file-managed
+      - file: httpd-page-inventory-file-managed
       - file: httpd-page-json-file-managed
     - watch:
       - user: httpd-user-present

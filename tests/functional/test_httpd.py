@@ -39,7 +39,7 @@ def applied(alpha, root):
 
 def test_test_mode_writes_nothing(applied):
     assert not failed(applied["dry"]), failed(applied["dry"])
-    assert by_id(applied["dry"], "httpd-page-index-file-managed")["result"] is None
+    assert by_id(applied["dry"], "httpd-page-inventory-file-managed")["result"] is None
     assert applied["written_by_dry_run"] == []
 
 
@@ -47,7 +47,7 @@ def test_the_chroot_holds_only_busybox_its_config_and_the_page(applied, alpha, r
     assert not failed(applied["real"]), failed(applied["real"])
     chroot = root / CHROOT
     files = sorted(str(p.relative_to(chroot)) for p in chroot.rglob("*") if p.is_file())
-    assert files == ["bin/busybox", "etc/httpd.conf", "www/cluster.json", "www/index.html"]
+    assert files == ["bin/busybox", "etc/httpd.conf", "www/cluster.json", "www/inventory.html"]
     assert filecmp.cmp(chroot / "bin/busybox", "/bin/busybox", shallow=False)
     for path in [chroot, *chroot.rglob("*")]:
         stat = path.stat()
@@ -66,7 +66,7 @@ def test_the_port_comes_from_pillar(applied, root):
 
 
 def test_the_page_is_generated_from_the_inventory(applied, root):
-    page = (root / CHROOT / "www/index.html").read_text()
+    page = (root / CHROOT / "www/inventory.html").read_text()
     for name, node in NODES.items():
         assert f"<td>{name}.dc1.b3rry.clust0r</td><td>{node['ip']}</td><td>{node['mac']}</td>" in page
     assert "VIP 192.168.10.111 (ns.dc1.b3rry.clust0r)" in page
