@@ -1342,7 +1342,10 @@ def _history_job(load):
         args = (load.get("return") or {}).get("fun_args") or load.get("fun_args") or load.get("arg") or []
         mods = next((a.get("mods") for a in args if isinstance(a, dict) and a.get("mods")), None)
         mods = mods or next((a for a in args if isinstance(a, str) and "=" not in a), None)
-        return {"kind": "orchestration", "fun": fun.removeprefix("runner."), "mods": mods}
+        # an orchestration about one node (orch.rebuild's pillar node) is listed under that node
+        about = next((a["pillar"].get("node") for a in args if isinstance(a, dict)
+                      and isinstance(a.get("pillar"), dict) and isinstance(a["pillar"].get("node"), str)), None)
+        return {"kind": "orchestration", "fun": fun.removeprefix("runner."), "mods": mods, "about": about}
     if _status_is_highstate(fun, load.get("arg", load.get("fun_args"))):
         return {"kind": "highstate", "fun": fun, "mods": None}
     return None
@@ -1355,13 +1358,14 @@ def _history_run(jid, job, minion, doc, redact):
         data = (inner.get("return") or {}).get("data") if isinstance(inner.get("return"), dict) else None
         ret = next(iter(data.values())) if isinstance(data, dict) and data else inner.get("return")
         result = inner.get("success", doc.get("success")) is not False and not inner.get("retcode")
-        node = "master"
+        node = job.get("about") or "master"
     else:
         ret, node = doc.get("return"), minion
         result = None
     states = _history_states(ret)
     if result is None:
         result = _status_highstate_ok(ret)
+    job = {k: v for k, v in job.items() if k != "about"}
     run = dict(jid=str(jid), node=node, started=_status_jid_time(jid), result=bool(result) and not states["failures"],
                **job, **states)
     for entry in run["failed"]:
@@ -1457,7 +1461,8 @@ def _history_update(serv, index, now):
 def history(limit=HISTORY_LIMIT, node=None):
     """
     The newest highstates and orchestrations in the job cache, newest first, one entry per
-    run of a node (an orchestration's node is ``master``): when it started, how long its
+    run of a node (an orchestration's node is the node it is about, orch.rebuild's, or
+    ``master``): when it started, how long its
     states took, its result, how many states changed and failed, and which (state ID, name,
     function; a failed state's comment; only the keys of a change, never its values, and
     every secret of the master blanked). The page on the VIP shows it (statuspage.publish).

@@ -11,11 +11,11 @@ import traceback
 
 from lab import STATE
 
-from . import REPO, cluster, lanservices
+from . import REPO, cluster, lanservices, statuspage
 from . import __doc__ as bench_doc
 from .common import BenchError, Nodes, Table, lab, log, now, status
 
-PARTS = ("cold", "noop", "dns", "vip", "rebuild")
+PARTS = ("cold", "noop", "dns", "vip", "rebuild", "page")
 ROWS = {  # the rows a part fills, for a part that does not run
     "cold": ["cold `make lab` (caches kept)"],
     "noop": ["no-op highstate, all 7 nodes"],
@@ -24,6 +24,7 @@ ROWS = {  # the rows a part fills, for a part that does not run
             "DHCP lease, new client, both peers up",
             "DHCP lease, new client, alpha down"],
     "rebuild": ["rebuild MTTR: gamma", "rebuild MTTR: beta"],
+    "page": ["status page load (VIP, headless chromium)", "status page data age (deployer up)"],
 }
 
 
@@ -38,6 +39,7 @@ def _args(argv):
     parser.add_argument("--noop-runs", type=int, default=3)
     parser.add_argument("--dns-cycles", type=int, default=2, help="change + restore cycles (2 samples each)")
     parser.add_argument("--vip-runs", type=int, default=5)
+    parser.add_argument("--page-runs", type=int, default=5, help="status page loads in chromium")
     parser.add_argument("--rebuild", nargs="+", default=["gamma", "beta"], choices=["gamma", "beta"])
     parser.add_argument("--json", help="where to write the table as JSON (default: STATE/bench/)")
     return parser.parse_args(argv)
@@ -89,6 +91,7 @@ def main(argv=None):
         "dns": lambda nodes: lanservices.dns_propagation(nodes, table, args.dns_cycles),
         "vip": lambda nodes: lanservices.vip_failover(nodes, table, args.vip_runs),
         "rebuild": lambda nodes: cluster.rebuilds(nodes, table, args.rebuild),
+        "page": lambda nodes: statuspage.statuspage(nodes, table, args.page_runs),
     }
     why_not = "not run"
     try:

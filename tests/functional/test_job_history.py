@@ -108,9 +108,9 @@ def cache(opts):
             returners["redis.returner"]({"jid": jid, "id": minion, "fun": fun, "fun_args": args, "return": ret,
                                          "success": True, "retcode": 0})
 
-    def orchestration(jid, mods, states, success=True):
+    def orchestration(jid, mods, states, success=True, node=None):
         ret = {"fun": "runner.cluster.orchestrate", "jid": jid, "user": "Reactor",
-               "fun_args": [{"mods": mods, "pillar": {"node": "gamma"}}],
+               "fun_args": [{"mods": mods, "pillar": {"node": node} if node else {}}],
                "return": {"data": {MASTER: states}, "outputter": "highstate", "retcode": 0 if success else 1},
                "success": success}
         doc = {"id": MASTER, "tgt": MASTER, "jid": jid, "return": ret, "fun": "runner.cluster.orchestrate",
@@ -129,11 +129,11 @@ def test_highstates_and_orchestrations_newest_first(cache):
     minion_job(J1, "state.apply", [], {"alpha": HEALTHY, "gamma": FAILING})
     minion_job(J2, "test.ping", [], {"alpha": True})
     minion_job(J3, "state.apply", ["bind"], {"alpha": HEALTHY})  # not a highstate
-    orchestration(J4, "orch.rebuild", HEALTHY)
+    orchestration(J4, "orch.rebuild", HEALTHY, node="gamma")
 
     runs = runner.history()
     assert [(r["jid"], r["node"], r["kind"]) for r in runs] == [
-        (J4, "master", "orchestration"),
+        (J4, "gamma", "orchestration"),  # orch.rebuild of gamma (its pillar node)
         (J1, "alpha", "highstate"),
         (J1, "gamma", "highstate"),
     ]
@@ -149,7 +149,8 @@ def test_highstates_and_orchestrations_newest_first(cache):
     assert gamma["changed"] == [{"id": "common-hosts-file-managed", "function": "file.managed",
                                  "name": "/etc/hosts", "keys": ["diff"]}]
     assert SECRET not in json.dumps(runs) and "[secret]" in gamma["failed"][0]["comment"]
-    assert [r["node"] for r in runner.history(node="gamma")] == ["gamma"]
+    assert [(r["node"], r["kind"]) for r in runner.history(node="gamma")] == [("gamma", "orchestration"),
+                                                                           ("gamma", "highstate")]
     assert len(runner.history(limit=1)) == 1
 
 

@@ -105,7 +105,10 @@ def lab(lab_cli):  # pylint: disable=redefined-outer-name
 
 @pytest.fixture(scope="session")
 def cluster(lab):  # pylint: disable=redefined-outer-name
-    """The lab bootstrapped: salt-master on psi, every node a connected minion (once per session)."""
+    """The lab bootstrapped: salt-master on psi, every node a connected minion (once per session).
+    LAB_REUSE=1 takes the running lab as it is (a developer re-running one module)."""
+    if os.environ.get("LAB_REUSE"):
+        return lab
     started = time.monotonic()
     proc = lab.cli("bootstrap", timeout=1800)
     print(f"\nlab bootstrap: {time.monotonic() - started:.1f} s\n{proc.stdout[-600:]}")
@@ -115,7 +118,9 @@ def cluster(lab):  # pylint: disable=redefined-outer-name
 @pytest.fixture(scope="session")
 def rolled_out(cluster):  # pylint: disable=redefined-outer-name
     """The bootstrapped lab rolled out once per session: `salt-run state.orch orch.cluster` on psi
-    (every node highstated in order and marked provisioned)."""
+    (every node highstated in order and marked provisioned). Not with LAB_REUSE=1."""
+    if os.environ.get("LAB_REUSE"):
+        return cluster
     started = time.monotonic()
     proc = cluster.cli("orch", timeout=1800)
     print(f"\norch.cluster: {time.monotonic() - started:.1f} s\n{proc.stderr[-1500:]}")
