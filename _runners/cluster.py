@@ -1382,14 +1382,16 @@ def _history_redactor():
     top = __opts__.get("cluster_secrets_dir", "/etc/salt/cluster-secrets")
     for folder, _, files in os.walk(top):
         for name in files:
+            if name.endswith(".pub"):
+                continue  # public keys and certificates: nothing to hide
             try:
                 with salt.utils.files.fopen(os.path.join(folder, name)) as handle:
                     text = handle.read()
             except (OSError, UnicodeDecodeError):
                 continue
-            found.update(line.strip() for line in text.splitlines() if len(line.strip()) >= 12
+            found.update(line.strip() for line in text.splitlines() if len(line.strip()) >= 8
                          and not line.startswith("-----"))
-            if len(text.strip()) >= 12:
+            if len(text.strip()) >= 8:
                 found.add(text.strip())
     secrets = sorted(found, key=len, reverse=True)
 

@@ -95,6 +95,23 @@ def test_status_json_validates_and_names_its_age(url):
     assert set(doc["pair"]) == {"alpha", "beta"} and doc["vip"]["holder"] == "alpha"
 
 
+def test_no_secret_reaches_the_page(url, rolled_out):
+    """Every secret the deployer holds (TSIG, OMAPI, VRRP, k3s token, private keys): none is in
+    the page's data (history included), nor in the deployer's feed."""
+    proc = rolled_out.run("psi", "sudo find /etc/salt/cluster-secrets -type f ! -name '*.pub' -exec cat {} +",
+                          timeout=30, check=True)
+    secrets = {line.strip() for line in proc.stdout.splitlines()
+               if len(line.strip()) >= 8 and not line.startswith("-----")}
+    assert len(secrets) > 10, "the secrets were not read"
+    with urllib.request.urlopen(url + "status.json", timeout=5) as resp:
+        served = resp.read().decode()
+    feed = rolled_out.run("psi", "cat /var/lib/cluster-status/status.json", timeout=30, check=True).stdout
+    assert json.loads(served)["history"], "no run history to look into"
+    for where, text in (("status.json on the VIP", served), ("the deployer's feed", feed)):
+        leaked = [s[:6] + "..." for s in secrets if s in text]
+        assert not leaked, f"secrets in {where}: {leaked}"
+
+
 def test_a_powered_off_node_is_shown_down_within_60_s_and_up_after_it_boots(driver, url, rolled_out):
     page.open_status_page(driver, url)
     rolled_out.cli("power-off", "gamma")
