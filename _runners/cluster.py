@@ -702,20 +702,40 @@ _STATUS_HIGHSTATE_FUNS = ("state.highstate", "state.apply")
 _STATUS_LATE = {"return": "no answer within the status timeout", "success": False}  # up, but slow
 
 
+# One function per job, never a multi-function job: Salt 3008.4's saltutil.is_running, which
+# every state run calls, raises on a running job whose fun is a list (fnmatch on a list:
+# "Passed invalid arguments to state.highstate: expected str, bytes or os.PathLike object, not
+# list"), so a highstate that started while the status batch ran failed (seen on the lab).
+_STATUS_GROUPS = {
+    "node": (("grains.get", [PROVISIONED_GRAIN]), ("chrony.status", [])),
+    "lan": (("vip.status", []), ("dnszone.status", []), ("dhcpd_failover.status", [])),
+}
+
+
 def _status_jobs(view, query_k3s):
-    """The batch: {key: (minions, fun, arg)}; multi-function jobs answer {fun: return}."""
-    jobs = {
-        "ping": (view["nodes"], "test.ping", []),
-        "node": (view["nodes"], ["grains.get", "chrony.status"], [[PROVISIONED_GRAIN], []]),
-        "lan": (
-            view["lanservices"],
-            ["vip.status", "dnszone.status", "dhcpd_failover.status"],
-            [[], [], []],
-        ),
-    }
+    """The batch: {key: (minions, fun, arg)}, one function each ("node:chrony.status", ...)."""
+    jobs = {"ping": (view["nodes"], "test.ping", [])}
+    for group, minions in (("node", view["nodes"]), ("lan", view["lanservices"])):
+        for fun, arg in _STATUS_GROUPS[group]:
+            jobs[f"{group}:{fun}"] = (minions, fun, arg)
     if query_k3s:
         jobs["k3s"] = ([view["k3s_server"]], "k3s.nodes", [])
     return {key: job for key, job in jobs.items() if job[0]}
+
+
+def _status_combine(answers):
+    """The single-function answers of a group as one {fun: return} per minion (the shape of a
+    multi-function job's return, which _status_report reads)."""
+    out = {key: value for key, value in answers.items() if ":" not in key}
+    for group, funs in _STATUS_GROUPS.items():
+        combined = {}
+        for fun, _ in funs:
+            for minion, data in (answers.get(f"{group}:{fun}") or {}).items():
+                entry = combined.setdefault(minion, {"return": {}, "success": {}})
+                entry["return"][fun] = (data or {}).get("return")
+                entry["success"][fun] = bool((data or {}).get("success", True))
+        out[group] = combined
+    return out
 
 
 def _status_connected(nodes):
@@ -1267,7 +1287,7 @@ def status(timeout=STATUS_TIMEOUT, table=None):
         )
     connected = _status_connected(view["nodes"])
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        answers = _status_gather(client, _status_jobs(view, query_k3s), timeout, connected)
+        answers = _status_combine(_status_gather(client, _status_jobs(view, query_k3s), timeout, connected))
     silent = [n for n in view["nodes"] if n not in answers.get("node", {})]  # no live grain
     report = _status_report(
         view,

@@ -4,11 +4,15 @@ The master's part of the live status page: ``statuspage.publish`` writes the clu
 ``<cluster_status_dir>/status.json`` (default ``/var/lib/cluster-status``), which the deployer
 serves to the lanservices pair (salt/statusfeed); the pair's collector puts it on the page.
 
-Salt keeps it current: the reactor publishes on the events that change it (a minion starts,
-a highstate or an orchestration returns, presence changes; master.d/reactor.conf) and the
-master's scheduler every ``statuspage_interval`` seconds (master.d/statuspage.conf), which
-also notices a node that went silent. Calls that arrive while one runs are folded into one
-more run, not queued.
+Salt keeps it current: the reactor asks for a publish on the events that change the page (a
+minion starts, a highstate or an orchestration returns, presence changes;
+master.d/reactor.conf) with ``statuspage.request``, which only leaves a mark; the master's
+scheduler (master.d/statuspage.conf) runs ``statuspage.publish`` every few seconds in a
+process of its own, which publishes when asked or when the last publish is ``every`` seconds
+old (a node that goes silent sends no event). The work stays out of the reactor's threads:
+two runners there importing the Redis client at once left it half-initialised for the whole
+reactor process (seen on the lab: "partially initialized module 'redis'"), and the rebuilds the
+reactor runs failed with it.
 
 CLI Example:
 
@@ -30,6 +34,7 @@ __virtualname__ = "statuspage"
 
 DEFAULT_DIR = "/var/lib/cluster-status"
 FEED = "status.json"
+REQUESTED = ".requested"
 
 
 def __virtual__():
@@ -73,10 +78,29 @@ def build():
     }
 
 
-def publish(max_rounds=3):
+def request():
+    """
+    Ask for a publish (the reactor's call): a mark the next scheduled ``publish`` sees. Cheap
+    and without I/O beyond one file, so the reactor never waits for the cluster.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run statuspage.request
+    """
+    folder = _dir()
+    os.makedirs(folder, mode=0o755, exist_ok=True)
+    open(os.path.join(folder, REQUESTED), "w", encoding="utf-8").close()  # noqa: SIM115 (a flag file)
+    return {"requested": True}
+
+
+def publish(max_rounds=3, every=None):
     """
     Write the page's master data (see :func:`build`). One publisher at a time: a call that
-    finds another running asks it for one more round and returns at once.
+    finds another running asks it for one more round and returns at once. With ``every``
+    (the scheduler's call): only when a publish was requested (:func:`request`) or the last
+    one is at least ``every`` seconds old.
 
     CLI Example:
 
@@ -86,6 +110,18 @@ def publish(max_rounds=3):
     """
     folder = _dir()
     os.makedirs(folder, mode=0o755, exist_ok=True)
+    requested = os.path.join(folder, REQUESTED)
+    if every is not None and not os.path.exists(requested):
+        try:
+            age = time.time() - os.path.getmtime(os.path.join(folder, FEED))
+        except OSError:
+            age = None
+        if age is not None and age < float(every):
+            return {"published": False, "comment": f"nothing requested, last publish {age:.0f} s ago"}
+    try:
+        os.remove(requested)
+    except FileNotFoundError:
+        pass
     again = os.path.join(folder, ".again")
     with open(os.path.join(folder, ".lock"), "w", encoding="utf-8") as lock:
         try:

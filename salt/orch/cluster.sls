@@ -6,6 +6,8 @@
     rollout; its comment names the minions that failed and its changes the failed states.
     Targets are minion IDs from the inventory (via the cluster runner), so a minion that
     merely claims a role in its grains is not rolled out as one. #}
+{#- master.d/cluster.conf: how long a state run may go before Salt asks the node about it #}
+{%- set state_timeout = salt['config.get']('cluster_state_timeout', 900) %}
 {%- set nodes = salt['saltutil.runner']('cluster.nodes') %}
 {%- set pair = salt['saltutil.runner']('cluster.lanservices') %}
 {%- set k3s_server = salt['saltutil.runner']('cluster.k3s_server') %}
@@ -21,6 +23,7 @@
 
 orch-cluster-{{ step }}-salt-state:
   salt.state:
+    - timeout: {{ state_timeout }}
     - tgt: {{ targets | join(',') }}
     - tgt_type: list
     - highstate: True

@@ -8,6 +8,8 @@
                gate, provisioned marker, unlock
     Every step requires the one before: the first failure stops the build, names the node and
     the state, and releases the lock (the lock also expires by itself). #}
+{#- master.d/cluster.conf: how long a state run may go before Salt asks the node about it #}
+{%- set state_timeout = salt['config.get']('cluster_state_timeout', 900) %}
 {%- set node = pillar['node'] %}
 {%- set plan = salt['saltutil.runner']('cluster.build_plan', node=node, provisioned=pillar.get('provisioned')) %}
 {%- if plan.action == 'refresh' %}
@@ -49,6 +51,7 @@ orch-rebuild-{{ node }}-dhcp-survivor-salt-runner:
 {#- the k3s server forgets the Node object of the node's earlier life (its machine-id changed) #}
 orch-rebuild-{{ node }}-k3s-rejoin-salt-state:
   salt.state:
+    - timeout: {{ state_timeout }}
     - tgt: {{ plan.k3s_server }}
     - sls: k3s.rejoin
     - pillar:
@@ -60,6 +63,7 @@ orch-rebuild-{{ node }}-k3s-rejoin-salt-state:
 
 orch-rebuild-{{ node }}-highstate-salt-state:
   salt.state:
+    - timeout: {{ state_timeout }}
     - tgt: {{ node }}
     - highstate: True
     - require:
@@ -69,6 +73,7 @@ orch-rebuild-{{ node }}-highstate-salt-state:
 
 orch-rebuild-{{ node }}-refresh-{{ dep.name }}-salt-state:
   salt.state:
+    - timeout: {{ state_timeout }}
     - tgt: {{ dep.tgt | join(',') }}
     - tgt_type: list
     - sls: {{ dep.sls | json }}

@@ -1,12 +1,13 @@
-{#- Publish the live status page's data again (statuspage.publish folds calls that arrive
-    while it runs into one more round). Only the events that change the page: a minion
-    start, presence, and the returns of highstates and orchestrations (not the status
-    batch's own jobs, nor this runner's). #}
+{#- Ask for the live status page's data to be published again: statuspage.request leaves a
+    mark that the master's scheduled statuspage.publish (its own process, every 5 s) acts on;
+    the work stays out of the reactor. Only the events that change the page: a minion start,
+    presence, and the returns of highstates and orchestrations (not the status batch's own
+    jobs, nor this runner's). #}
 {%- set fun = data.get('fun', '') %}
 {%- set changes_page = fun in ['state.apply', 'state.highstate', 'state.sls', 'runner.state.orchestrate',
                                 'runner.state.orch', 'runner.cluster.orchestrate']
                        or tag.startswith('salt/minion/') or tag == 'salt/presence/change' %}
 {%- if changes_page %}
-reactor-statuspage-publish:
-  runner.statuspage.publish: []
+reactor-statuspage-request:
+  runner.statuspage.request: []
 {%- endif %}

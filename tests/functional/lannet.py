@@ -36,6 +36,8 @@ def node_loaders(salt_factories, name, root, secrets_dir, grains=None, inventory
     services = {}
     for svc in ("dhcpd", "tftpd", "httpd", "chrony"):
         services[svc] = {"lookup": {"root": root, "pkgs": [], "manage_service": False, **lookups.get(svc, {})}}
+    for svc, lookup in lookups.items():  # any other service: its lookup as given
+        services.setdefault(svc, {"lookup": lookup})
     overrides = {
         "file_client": "local",
         "file_roots": {"base": [str(STATE_TREE)]},

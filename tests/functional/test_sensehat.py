@@ -23,10 +23,9 @@ import sys
 import time
 
 import pytest
-from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, PILLAR_TREE, REPO, STATE_TREE
-from tests.functional.lannet import changed, failed, verify_unit
+from tests.conftest import REPO
+from tests.functional.lannet import changed, failed, node_loaders, verify_unit
 
 pytest.importorskip("sense_emu", reason="the Sense HAT emulator library (pip sense-emu, requirements.txt)")
 
@@ -279,18 +278,8 @@ def make_loaders(salt_factories, secrets_dir):
     made = []
 
     def make(name, root, grains, **lookup):
-        overrides = {
-            "file_client": "local",
-            "file_roots": {"base": [str(STATE_TREE)]},
-            "pillar_roots": {"base": [str(PILLAR_TREE)]},
-            "cluster_inventory": str(INVENTORY),
-            "cluster_secrets_dir": str(secrets_dir),
-            "grains": grains,
-            "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},
-            "sensehat": {"lookup": {"root": str(root), **lookup}},
-        }
-        opts = salt_factories.salt_minion_daemon(name, overrides=overrides).config.copy()
-        made.append(Loaders(opts, loaded_base_name=f"{__name__}.{name}{len(made)}.loaded"))
+        made.append(node_loaders(salt_factories, name, root, secrets_dir, grains=grains,
+                                 sensehat={"root": str(root), **lookup}))
         return made[-1]
 
     yield make
