@@ -97,9 +97,10 @@ def drain(node):
     Take lanservices ``node`` out of service without losing a query: its VRRP priority drops
     below its peer's (keepalived's track_file), so the peer takes the VIP and announces it
     before this node lets it go (the order of a preemption: no gap); the orchestration waits
-    until the peer holds the VIP and answers DNS on it. Then this node's dhcpd stops cleanly:
-    failover goes through its planned states (this node shut-down, the peer partner-down,
-    serving the whole pool). Nothing to do for other roles.
+    until the peer holds the VIP and answers DNS on it. Then DHCP
+    failover goes through its planned states (this node shutdown, the peer partner-down,
+    serving the whole pool), and this node's dhcpd stops. If the peer does not take over,
+    the drain is undone and the step fails. Nothing to do for other roles.
 
     CLI Example:
 
@@ -123,7 +124,8 @@ def drain(node):
         return _fail(f"maintenance: {peer} did not take the VIP {vip} with DNS answering within "
                      f"{DRAIN_TIMEOUT} s: {node} keeps it (drain undone)")
     vip_moved = round(time.monotonic() - started, 2)
-    _call([node], "service.stop", ["isc-dhcp-server"], timeout=60)
+    # DHCP in its planned states: this server shutdown, its peer partner-down (the whole pool)
+    handed = _call([node], "dhcpd_failover.shutdown", timeout=30).get(node)
 
     def peer_serves_alone():
         states = _call([peer], "dhcpd_failover.status", timeout=15).get(peer)
@@ -131,18 +133,21 @@ def drain(node):
             return None
         return all((p or {}).get("local_state") == "partner-down" for p in states.values()) and states
 
-    states = _wait(peer_serves_alone, DRAIN_TIMEOUT, interval=1)
+    states = isinstance(handed, dict) and _wait(peer_serves_alone, DRAIN_TIMEOUT, interval=1)
     if not states:
-        return _fail(f"maintenance: {peer}'s DHCP failover did not reach partner-down after {node}'s dhcpd "
-                     f"stopped within {DRAIN_TIMEOUT} s")
+        undrain(node, restart_dhcp=True)
+        return _fail(f"maintenance: {peer}'s DHCP failover did not reach partner-down after {node} went to "
+                     f"shutdown within {DRAIN_TIMEOUT} s ({handed}): {node} is back in service (drain undone)")
+    _call([node], "service.stop", ["isc-dhcp-server"], timeout=60)
     return {"node": node, "vip": peer, "vip_moved_s": vip_moved, "dhcp": f"{peer} partner-down",
             "seconds": round(time.monotonic() - started, 2)}
 
 
-def undrain(node):
+def undrain(node, restart_dhcp=False):
     """
-    Put lanservices ``node`` back in service after maintenance without a reboot: dhcpd
-    started, VRRP priority back (the primary takes the VIP back by preemption).
+    Put lanservices ``node`` back in service after maintenance: dhcpd started (restarted with
+    ``restart_dhcp``, which takes it out of the shutdown state), VRRP priority back (the
+    primary takes the VIP back by preemption).
 
     CLI Example:
 
@@ -153,7 +158,7 @@ def undrain(node):
     pair = __salt__["cluster.lanservices"]()
     if node not in (pair["primary"], pair["secondary"]):
         return {"node": node, "undrained": "nothing to take back"}
-    _call([node], "service.start", ["isc-dhcp-server"], timeout=60)
+    _call([node], "service.restart" if restart_dhcp else "service.start", ["isc-dhcp-server"], timeout=60)
     _call([node], "file.write", [DRAIN_FILE, "0"], timeout=15)
     return {"node": node, "undrained": True}
 
