@@ -135,7 +135,7 @@ def drain(node):
 
     states = isinstance(handed, dict) and _wait(peer_serves_alone, DRAIN_TIMEOUT, interval=1)
     if not states:
-        undrain(node, restart_dhcp=True)
+        undrain(node)
         return _fail(f"maintenance: {peer}'s DHCP failover did not reach partner-down after {node} went to "
                      f"shutdown within {DRAIN_TIMEOUT} s ({handed}): {node} is back in service (drain undone)")
     _call([node], "service.stop", ["isc-dhcp-server"], timeout=60)
@@ -143,11 +143,12 @@ def drain(node):
             "seconds": round(time.monotonic() - started, 2)}
 
 
-def undrain(node, restart_dhcp=False):
+def undrain(node):
     """
-    Put lanservices ``node`` back in service after maintenance: dhcpd started (restarted with
-    ``restart_dhcp``, which takes it out of the shutdown state), VRRP priority back (the
-    primary takes the VIP back by preemption).
+    Put lanservices ``node`` back in service after maintenance: dhcpd running and out of the
+    shutdown state it keeps across restarts (``dhcpd_failover.resume``: recover, then normal
+    with its peer after one MCLT), VRRP priority back (the primary takes the VIP back by
+    preemption).
 
     CLI Example:
 
@@ -158,9 +159,19 @@ def undrain(node, restart_dhcp=False):
     pair = __salt__["cluster.lanservices"]()
     if node not in (pair["primary"], pair["secondary"]):
         return {"node": node, "undrained": "nothing to take back"}
-    _call([node], "service.restart" if restart_dhcp else "service.start", ["isc-dhcp-server"], timeout=60)
+    _call([node], "service.start", ["isc-dhcp-server"], timeout=60)
+    # dhcpd answers OMAPI a moment after it started
+    answers = []
+
+    def resume():
+        answers.append(_call([node], "dhcpd_failover.resume", timeout=30).get(node))
+        return answers[-1] if isinstance(answers[-1], dict) else None
+
+    resumed = _wait(resume, 30, interval=2)
     _call([node], "file.write", [DRAIN_FILE, "0"], timeout=15)
-    return {"node": node, "undrained": True}
+    if not isinstance(resumed, dict):
+        return _fail(f"maintenance: {node}'s dhcpd did not leave the shutdown state: {answers[-1]}")
+    return {"node": node, "undrained": True, "dhcp": f"{resumed['old']} -> {resumed['new']}"}
 
 
 def _boot_ids(nodes):

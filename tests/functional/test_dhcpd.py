@@ -165,17 +165,18 @@ def running_pair(roots, run, bridge):
         for _ in range(2):  # loaded at every start of the unit: reloading must work
             res = lan.run("alpha", "nft", "-f", str(guard))
             assert res.returncode == 0, res.stderr
-        daemons = {}
-        for name in ("alpha", "beta"):
+        def start(name):
             leases = run / f"{name}.leases"
             leases.touch()
-            daemons[name] = lan.start(
+            return lan.start(
                 name,
                 ["dhcpd", "-4", "-f", "-d", "-cf", str(roots[name] / CONF.lstrip("/")), "-lf", str(leases),
                  "-pf", str(run / f"{name}.pid"), "eth0"],
                 run / f"{name}.log",
             )
-        yield {"lan": lan, "daemons": daemons, "run": run}
+
+        daemons = {name: start(name) for name in ("alpha", "beta")}
+        yield {"lan": lan, "daemons": daemons, "run": run, "start": start}
 
 
 @pytest.fixture(scope="module")
@@ -253,8 +254,9 @@ def test_live_failover_pair(pair, alpha, beta, roots, tmp_path):
 
 
 def test_planned_shutdown_hands_the_whole_pool_to_the_partner(applied, alpha, beta, roots, tmp_path):
-    """orch.maintenance's drain: alpha goes to shutdown over OMAPI, beta answers with
-    partner-down at once and leases alone after alpha's dhcpd stopped."""
+    """orch.maintenance's drain and undrain: alpha goes to shutdown over OMAPI, beta answers with
+    partner-down at once and leases alone after alpha's dhcpd stopped; alpha restarted is
+    resumed into recover, which beta sees."""
     with running_pair(roots, tmp_path, f"rpic-ds{os.getpid() % 100000}") as running:
         lan, daemons = running["lan"], running["daemons"]
         wait_for(lambda: both_normal(alpha, beta, lan, roots), 60, step=0.5, what="both peers normal")
@@ -266,6 +268,18 @@ def test_planned_shutdown_hands_the_whole_pool_to_the_partner(applied, alpha, be
         daemons["alpha"].stop(signal.SIGTERM)
         lease = udhcpc(lan, tmp_path, "epsilon", "b8:27:eb:00:00:22")
         assert lease["ip"] == "192.168.10.22" and lease["serverid"] == BETA
+        # back from maintenance: dhcpd keeps shutdown across a restart; resume moves it to recover
+        # (then recover-wait for one MCLT, then normal with beta)
+        daemons["alpha"] = running["start"]("alpha")
+        settled = lambda: omapi(alpha, lan, "alpha", roots)["dhcp-failover"]["local_state"]  # noqa: E731
+        state = wait_for(lambda: settled() not in ("startup", "unknown-state") and settled(),
+                         30, step=0.5, what="alpha's dhcpd answering OMAPI again, past startup")
+        assert state == "shutdown"
+        back = omapi(alpha, lan, "alpha", roots, fn="resume")
+        assert back["changed"] is True and back["new"] in ("recover", "recover-wait"), back
+        assert omapi(alpha, lan, "alpha", roots, fn="resume")["changed"] is False
+        wait_for(lambda: omapi(beta, lan, "beta", roots)["dhcp-failover"]["partner_state"] in ("recover", "recover-wait"),
+                 30, step=0.5, what="beta sees alpha recovering")
 
 
 def test_omapi_refuses_a_wrong_key(pair, beta, roots, tmp_path):
