@@ -110,6 +110,54 @@ keepalived-config-file-managed:
       - file: keepalived-maintenance-file-managed
 {%- if keepalived.manage_service %}
 
+{#- zero-loss VIP moves: the VIP sits on lo of both peers (named always has its socket, and a
+    node that just handed the VIP over still answers the queries in flight to it); keepalived
+    moves only the copy on the LAN interface, the one that answers ARP. arp_ignore 1: ARP is
+    answered only for addresses of the interface asked (never for lo's VIP); arp_announce 2:
+    ARP requests carry the interface's own address as the sender. #}
+{%- for key, value in keepalived.arp_sysctl.items() %}
+
+keepalived-{{ key | replace('.', '-') }}-sysctl-present:
+  sysctl.present:
+    - name: {{ key }}
+    - value: {{ value }}
+    - require_in:
+      - service: keepalived-vip-on-lo-service-running
+{%- endfor %}
+
+keepalived-vip-on-lo-unit-file-managed:
+  file.managed:
+    - name: /etc/systemd/system/{{ keepalived.vip_on_lo_unit }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - contents: |
+        # managed by Salt (salt/keepalived): the cluster VIP on lo, on both lanservices peers
+        [Unit]
+        Description=Cluster VIP {{ node.vip }} on lo (answers queries in flight after a VIP move)
+        DefaultDependencies=no
+        After=systemd-sysctl.service
+        Before=network-pre.target named.service keepalived.service
+        Wants=network-pre.target
+
+        [Service]
+        Type=oneshot
+        RemainAfterExit=yes
+        ExecStart=/bin/ip address replace {{ node.vip }}/32 dev lo
+        ExecStop=/bin/ip address del {{ node.vip }}/32 dev lo
+
+        [Install]
+        WantedBy=multi-user.target
+
+keepalived-vip-on-lo-service-running:
+  service.running:
+    - name: {{ keepalived.vip_on_lo_unit }}
+    - enable: True
+    - watch:
+      - file: keepalived-vip-on-lo-unit-file-managed
+    - require_in:
+      - service: keepalived-service-running
+
 keepalived-service-running:
   service.running:
     - name: {{ keepalived.service }}

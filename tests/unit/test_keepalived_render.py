@@ -171,6 +171,11 @@ IP_ADDR = """1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever p
 def test_parse_addresses():
     assert vip.parse_addresses(IP_ADDR) == {"127.0.0.1": "lo", "192.168.10.6": "eth0", "192.168.10.111": "eth0"}
     assert vip.parse_addresses("") == {}
+    # the VIP kept on lo of both peers: on the holder it maps to the LAN interface
+    on_lo = "1: lo    inet 192.168.10.111/32 scope global lo\\       valid_lft forever preferred_lft forever\n"
+    assert vip.parse_addresses(on_lo + IP_ADDR)["192.168.10.111"] == "eth0"
+    assert vip.parse_addresses(IP_ADDR + on_lo)["192.168.10.111"] == "eth0"
+    assert vip.parse_addresses(on_lo)["192.168.10.111"] == "lo"
 
 
 @pytest.fixture
@@ -204,6 +209,16 @@ def test_status_of_a_node_without_the_vip_or_keepalived(node, tmp_path):
     (tmp_path / "VI_DNS.state").unlink()
     node["running"] = True
     assert vip.status(**node["kwargs"])["state"] == "UNKNOWN"
+
+
+def test_the_vip_on_lo_alone_is_not_held(node):
+    node["ip"] = IP_ADDR.splitlines()[0] + "\n" + IP_ADDR.splitlines()[1] + "\n" + (
+        "1: lo    inet 192.168.10.111/32 scope global lo\\       valid_lft forever preferred_lft forever\n")
+    status = vip.status(**node["kwargs"])
+    assert (status["held"], status["interface"]) == (False, None)
+    assert vip.held("192.168.10.111") is False
+    node["ip"] += IP_ADDR.splitlines()[2] + "\n"
+    assert vip.held("192.168.10.111") is True and vip.status(**node["kwargs"])["interface"] == "eth0"
 
 
 def test_read_state_ignores_garbage(tmp_path):
