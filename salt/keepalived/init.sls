@@ -53,6 +53,19 @@ keepalived-conf-dir-file-directory:
       - pkg: keepalived-packages-pkg-installed
 {%- endif %}
 
+{#- the state dir is under /run: systemd-tmpfiles creates it again at every boot (a highstate
+    after a reboot then finds it in place), this state the first time #}
+keepalived-state-dir-tmpfiles-file-managed:
+  file.managed:
+    - name: {{ paths.tmpfiles }}
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+    - contents: |
+        # managed by Salt (salt/keepalived): the notify script's state files (vip.status)
+        d {{ paths.state_dir }} 0755 root root -
+
 keepalived-state-dir-file-directory:
   file.directory:
     - name: {{ paths.state_dir }}
