@@ -133,7 +133,7 @@ def test_power_loss_of_alpha_under_load(rolled_out, tmp_path):
         rolled_out.cli("up", "alpha")
         deadline, held = time.monotonic() + 300, False
         while not held and time.monotonic() < deadline:
-            out = rolled_out.run("alpha", "ip -4 -o addr show", timeout=20).stdout
+            out = rolled_out.run("alpha", "ip -4 -o addr show dev host0", timeout=20).stdout
             held = f" {vip}/" in out
             time.sleep(1)
         time.sleep(10)
