@@ -460,6 +460,61 @@ def status(config=None, host="127.0.0.1", timeout=10):
     }
 
 
+def shutdown(name=None, config=None, host="127.0.0.1", timeout=10):
+    """
+    Hand this server's part of the pool to its partner before planned maintenance: the local
+    state of peer relationship ``name`` (default: the only one declared) goes to ``shutdown``,
+    which the partner answers by moving to ``partner-down`` (it then serves the whole pool).
+    Stop dhcpd afterwards; it goes through recover to normal with its partner when it starts
+    again. Returns ``{"name", "changed", "old", "new"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt beta dhcpd_failover.shutdown
+    """
+    settings = _settings(config)
+    name = _peer_name(name, settings)
+    before = failover_state(_omshell(settings, name, [], host, timeout))
+    old = before["local_state"]
+    if old == "shutdown":
+        return {"name": name, "changed": False, "old": old, "new": old}
+    _omshell(settings, name, [f"set local-state = {STATE_CODES['shutdown']}", "update"], host, timeout)
+    after = failover_state(_omshell(settings, name, [], host, timeout))
+    if after["local_state"] != "shutdown":
+        raise CommandExecutionError(f"dhcpd accepted the update but {name!r} is in {after['local_state']}, not shutdown")
+    log.warning("DHCP failover %s: moved from %s to shutdown (planned maintenance)", name, old)
+    return {"name": name, "changed": True, "old": old, "new": after["local_state"]}
+
+
+def resume(name=None, config=None, host="127.0.0.1", timeout=10):
+    """
+    Bring this server back after planned maintenance (:func:`shutdown`): dhcpd keeps the
+    shutdown state across a restart, so move it to ``recover``; it then learns from its
+    partner the leases given out meanwhile and both return to ``normal`` after one MCLT
+    (recover-wait, recover-done). Nothing changes unless the local state is shutdown.
+    Returns ``{"name", "changed", "old", "new"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt beta dhcpd_failover.resume
+    """
+    settings = _settings(config)
+    name = _peer_name(name, settings)
+    old = failover_state(_omshell(settings, name, [], host, timeout))["local_state"]
+    if old != "shutdown":
+        return {"name": name, "changed": False, "old": old, "new": old}
+    _omshell(settings, name, [f"set local-state = {STATE_CODES['recover']}", "update"], host, timeout)
+    new = failover_state(_omshell(settings, name, [], host, timeout))["local_state"]
+    if new == "shutdown":
+        raise CommandExecutionError(f"dhcpd accepted the update but {name!r} is still in shutdown")
+    log.warning("DHCP failover %s: moved from shutdown to %s after maintenance", name, new)
+    return {"name": name, "changed": True, "old": old, "new": new}
+
+
 def partner_down(name=None, force=False, config=None, host="127.0.0.1", timeout=10):
     """
     Put this server into ``partner-down`` for peer relationship ``name``: it then serves

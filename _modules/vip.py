@@ -29,6 +29,7 @@ __virtualname__ = "vip"
 STATE_DIR = "/run/keepalived-cluster"
 INSTANCE = "VI_DNS"
 PIDFILE = "/run/keepalived.pid"
+LOOPBACK = "lo"
 STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
 
 
@@ -55,7 +56,8 @@ def addresses():
 
 def parse_addresses(text):
     """
-    ``{address: interface}`` from the output of ``ip -o -4 addr show``.
+    ``{address: interface}`` from the output of ``ip -o -4 addr show``; an address on lo
+    and on another interface (the VIP on the holder) maps to the other interface.
 
     CLI Example:
 
@@ -67,7 +69,10 @@ def parse_addresses(text):
     for line in (text or "").splitlines():
         fields = line.split()
         if len(fields) >= 4 and fields[2] == "inet":
-            out[fields[3].split("/")[0]] = fields[1].split("@")[0]
+            interface = fields[1].split("@")[0]
+            address = fields[3].split("/")[0]
+            if address not in out or out[address] == LOOPBACK:  # an interface before lo
+                out[address] = interface
     return out
 
 
@@ -123,7 +128,10 @@ def status(vip=None, instance=INSTANCE, state_dir=STATE_DIR, pidfile=PIDFILE):
             vip = __pillar__["cluster"]["network"]["vip"]
         except (KeyError, TypeError) as exc:
             raise CommandExecutionError("no vip given and no 'cluster' pillar to take it from") from exc
+    # salt/keepalived keeps the VIP on lo of both peers (it answers packets still in flight to
+    # a node that just handed the VIP over): held means on the interface keepalived moves it on
     held_on = addresses().get(str(vip))
+    held_on = None if held_on == LOOPBACK else held_on
     running = _running(pidfile)
     recorded = read_state(os.path.join(state_dir, f"{instance}.state")) or {}
     state = recorded.get("state", "UNKNOWN") if running else "STOPPED"
@@ -151,4 +159,4 @@ def held(vip=None):
     """
     if vip is None:
         return status()["held"]
-    return str(vip) in addresses()
+    return addresses().get(str(vip)) not in (None, LOOPBACK)

@@ -454,6 +454,10 @@ def _health(node, roles, inv):
     """The checks that say ``node`` serves again: {check: (ok, detail)}."""
     model = _model()
     checks = {"minion answers": (bool(_call(node, "test.ping", timeout=10).get(node)), "test.ping")}
+    clock = _call(node, "chrony.status", timeout=10).get(node)
+    checks["clock synchronised"] = (isinstance(clock, dict) and bool(clock.get("synchronised")),
+                                    {k: (clock or {}).get(k) for k in ("reference", "stratum", "offset")}
+                                    if isinstance(clock, dict) else clock)
     if "lanservices" in roles:
         pair = model.lanservices(inv)
         both = [pair["primary"], pair["secondary"]]
@@ -480,7 +484,8 @@ def _health(node, roles, inv):
 
 def wait_healthy(node, timeout=None, interval=5):
     """
-    Wait until ``node`` serves again, by role: its minion answers; lanservices: zones
+    Wait until ``node`` serves again, by role: its minion answers and its clock is
+    synchronised (chrony); lanservices: zones
     transferred (equal serials on both servers), DHCP failover ``normal`` on both peers
     (a rebuilt peer first waits one MCLT in recover-wait), the VIP on the primary; compute:
     the MPI user of another compute node logs in to it (the cluster's SSH host trust).

@@ -28,6 +28,21 @@ def on_disk():
     return sorted(p.name for p in NODES.glob("*") if p.is_dir()) if NODES.is_dir() else []
 
 
+# A reboot inside a node ends systemd-nspawn with exit status 133 (systemd-nspawn(1)); a real Pi
+# boots again, so this loop starts the node again. A SIGTERM (power_off) goes on to nspawn: the
+# node powers off, nspawn exits with another status and the loop ends with it. The pid file
+# holds the loop's pid (its command line carries the node's root, as nspawn's did).
+REBOOT_LOOP = r"""
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+while :; do
+    "$@" & child=$!
+    while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
+    [ "$rc" -eq 133 ] || exit "$rc"
+    echo "nspawn-reboot-loop: the node rebooted, booting it again"
+done
+"""
+
+
 class Node:
     def __init__(self, name, spec=None):
         self.name = name
@@ -176,7 +191,7 @@ class Node:
             cmd.append(f"--bind-ro={self.dir / 'firmware'}:/sys/firmware")  # the fake Pi device tree
         with open(self.console, "wb") as out:
             child = subprocess.Popen(  # pylint: disable=consider-using-with,subprocess-popen-preexec-fn
-                cmd,
+                ["sh", "-c", REBOOT_LOOP, "nspawn-reboot-loop", *cmd],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

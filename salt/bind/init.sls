@@ -127,4 +127,25 @@ bind-service-running:
       - dnszone: bind-zone-reverse-dnszone-managed
 {%- endif %}
 {%- endif %}
+
+{#- Time ordering (issue 12): a systemd drop-in orders named after time-sync.target (chrony-wait,
+    salt/chrony). It only orders later starts, so the running named is not restarted for it. #}
+bind-time-sync-dropin-file-managed:
+  file.managed:
+    - name: {{ bind.root }}/etc/systemd/system/{{ bind.service }}.service.d/time-sync.conf
+    - source: salt://bind/files/time-sync.conf
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+{%- if bind.manage_service %}
+
+bind-time-sync-systemd-daemon-reload-cmd-run:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: bind-time-sync-dropin-file-managed
+    - require_in:
+      - service: bind-service-running
+{%- endif %}
 {%- endif %}

@@ -1,7 +1,9 @@
 {#- NTP on every node (chrony). The lanservices nodes serve the cluster subnet: upstream from
     the inventory (cluster:network:ntp_upstream), each other as a source, `local stratum ...
-    orphan` while no upstream is reachable. Every other node is a client of both. Server or
-    client is decided by the inventory (cluster.roles), never by grains. #}
+    orphan` while no upstream is reachable, the other's time on (re)start (initstepslew). Every
+    other node is a client of both (and of the VIP, a third vote). Server or client is decided
+    by the inventory (cluster.roles), never by grains. chrony-wait.service, bounded, makes
+    time-sync.target mean "synchronised" (dhcpd and named start after it). #}
 {%- from 'chrony/map.jinja' import chrony with context %}
 {%- set pair = salt['cluster.lanservices']() %}
 {%- set lanservices = [pair.primary, pair.secondary] %}
@@ -14,6 +16,7 @@
 {%- set nspawn = grains.get('virtual') == 'systemd-nspawn' %}
 {%- set root = chrony.root %}
 {%- set dropin_state = 'chrony-nspawn-dropin-file-' ~ ('managed' if nspawn else 'absent') %}
+{%- set vip = network.vip if (chrony.vip_vote and not is_server) else '' %}
 {%- if chrony.pkgs %}
 
 chrony-pkg-installed:
@@ -36,6 +39,7 @@ chrony-config-file-managed:
         server: {{ is_server | json }}
         upstream: {{ (network.ntp_upstream if is_server else []) | json }}
         servers: {{ servers | json }}
+        vip: {{ vip | json }}
         subnet: {{ network.subnet | json }}
     # chronyd -p parses the candidate (unknown or malformed directives fail) and exits
     - check_cmd: /usr/sbin/chronyd -p -f
@@ -78,6 +82,26 @@ chrony-nspawn-dropin-file-absent:
   file.absent:
     - name: {{ root ~ chrony.nspawn_dropin }}
 {%- endif %}
+
+chrony-wait-dropin-file-managed:
+  file.managed:
+    - name: {{ root ~ chrony.wait.dropin }}
+    - source: salt://chrony/files/chrony-wait.conf.jinja
+    - template: jinja
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        server: {{ is_server | json }}
+        wait: {{ chrony.wait | json }}
+        local_stratum: {{ chrony.local_stratum }}
+        # chronyd -x (nspawn) never corrects the clock: its "remaining correction" means nothing
+        max_correction: {{ (0 if nspawn else chrony.wait.max_correction) | json }}
+{%- if chrony.pkgs %}
+    - require:
+      - pkg: chrony-pkg-installed
+{%- endif %}
 {%- if chrony.manage_service %}
 
 chrony-systemd-daemon-reload-cmd-run:
@@ -85,6 +109,7 @@ chrony-systemd-daemon-reload-cmd-run:
     - name: systemctl daemon-reload
     - onchanges:
       - file: {{ dropin_state }}
+      - file: chrony-wait-dropin-file-managed
 
 chrony-service-running:
   service.running:
@@ -99,4 +124,13 @@ chrony-service-running:
       - file: chrony-config-file-managed
       - file: chrony-defaults-file-managed
       - file: {{ dropin_state }}
+
+# enabled, not started: it orders the next boot (started now, it would hold the highstate up to
+# its timeout on a node that is not synchronised yet)
+chrony-wait-service-enabled:
+  service.enabled:
+    - name: {{ chrony.wait.service }}
+    - require:
+      - cmd: chrony-systemd-daemon-reload-cmd-run
+      - service: chrony-service-running
 {%- endif %}

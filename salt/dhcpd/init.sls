@@ -158,3 +158,24 @@ dhcpd-service-running:
       - file: {{ sid }}
 {%- endfor %}
 {%- endif %}
+
+{#- Time ordering (issue 12): a systemd drop-in orders dhcpd after time-sync.target (chrony-wait,
+    salt/chrony). It only orders later starts, so the running dhcpd is not restarted for it. #}
+dhcpd-time-sync-dropin-file-managed:
+  file.managed:
+    - name: {{ root ~ dhcpd.unit_file }}.d/time-sync.conf
+    - source: salt://dhcpd/files/time-sync.conf
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+{%- if dhcpd.manage_service %}
+
+dhcpd-time-sync-systemd-daemon-reload-cmd-run:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: dhcpd-time-sync-dropin-file-managed
+    - require_in:
+      - service: dhcpd-service-running
+{%- endif %}

@@ -1,6 +1,7 @@
 {#- MPICH on a compute node: mpich + mpicc, the compute user with the cluster's MPI key pair
     (pillar, made on the deployer), non-interactive ssh between the compute nodes for
-    mpiexec, /etc/mpich/hosts from the inventory, and cluster-mpi-hello built here with mpicc. #}
+    mpiexec, /etc/mpich/hosts from the inventory, cluster-mpi-hello built here with mpicc, and
+    the MPI_Finalize fix that mpiexec preloads into every rank. #}
 {%- from 'mpich/map.jinja' import mpich with context %}
 {%- if 'mpi_ssh_key' not in pillar.get('secrets', {}) %}
 {{ raise('mpich: no pillar secrets:mpi_ssh_key for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (compute nodes get it by minion ID)') }}
@@ -13,9 +14,14 @@
 {%-   do peers.extend([peer.name, peer.fqdn, peer.ip]) %}
 {%- endfor %}
 {%- set ssh_dir = mpich.home ~ '/.ssh' %}
-{%- set src = mpich.src_dir ~ '/cluster-mpi-hello.c' %}
-{%- set built_from = mpich.src_dir ~ '/built-from.c' %}
-{%- set binary = mpich.bin_dir ~ '/cluster-mpi-hello' %}
+{#- the programs built here with mpicc: the sample job, and the MPI_Finalize fix #}
+{%- set builds = {
+      'hello': {'source': 'cluster-mpi-hello.c', 'target': mpich.bin_dir ~ '/cluster-mpi-hello',
+                'flags': '-O2 -Wall', 'mode': '0755'},
+      'finalize': {'source': 'cluster-mpi-finalize.c',
+                   'target': mpich.lib_dir ~ '/libcluster-mpi-finalize.so',
+                   'flags': '-O2 -Wall -shared -fPIC', 'mode': '0644'},
+    } %}
 
 mpich-pkg-installed:
   pkg.installed:
@@ -110,32 +116,48 @@ mpich-hostfile-file-managed:
         {{ line }}
         {%- endfor %}
 
-mpich-profile-file-managed:
-  file.managed:
-    - name: {{ mpich.profile_file }}
-    - makedirs: True
-    - mode: '0644'
-    - contents: |
-        # managed by Salt (salt/mpich): libfabric provider for MPICH across the compute nodes
-        export FI_PROVIDER={{ mpich.fi_provider }}
+{#- built when the target is missing or was built from another source (a failed build is
+    retried on the next run); <source>.built records the source of the installed target #}
+{%- for name, build in builds.items() %}
+{%-   set src = mpich.src_dir ~ '/' ~ build.source %}
 
-mpich-hello-source-file-managed:
+mpich-{{ name }}-source-file-managed:
   file.managed:
     - name: {{ src }}
     - makedirs: True
     - mode: '0644'
-    - source: salt://mpich/files/cluster-mpi-hello.c
+    - source: salt://mpich/files/{{ build.source }}
 
-{#- built when the binary is missing or was built from another source (a failed build is
-    retried on the next run); built-from.c records the source of the installed binary #}
-mpich-hello-build-cmd-run:
+mpich-{{ name }}-build-cmd-run:
   cmd.run:
     - name: >-
-        mpicc -O2 -Wall -o {{ binary }}.new {{ src }}
-        && install -m 0755 {{ binary }}.new {{ binary }}
-        && rm -f {{ binary }}.new
-        && cp {{ src }} {{ built_from }}
-    - unless: test -x {{ binary }} && cmp -s {{ src }} {{ built_from }}
+        mkdir -p {{ build.target.rsplit('/', 1)[0] }}
+        && mpicc {{ build.flags }} -o {{ build.target }}.new {{ src }}
+        && install -m {{ build.mode }} {{ build.target }}.new {{ build.target }}
+        && rm -f {{ build.target }}.new
+        && cp {{ src }} {{ src }}.built
+    - unless: test -f {{ build.target }} && cmp -s {{ src }} {{ src }}.built
     - require:
       - pkg: mpich-pkg-installed
-      - file: mpich-hello-source-file-managed
+      - file: mpich-{{ name }}-source-file-managed
+{%- endfor %}
+
+{#- every rank mpiexec starts gets the MPI_Finalize fix; one line of options (Hydra reads a
+    second line as a second program) #}
+mpich-hydra-conf-file-managed:
+  file.managed:
+    - name: {{ mpich.hydra_conf }}
+    - makedirs: True
+    - mode: '0644'
+    - contents: |
+        # managed by Salt (salt/mpich): see {{ mpich.src_dir }}/cluster-mpi-finalize.c
+        -genv LD_PRELOAD {{ builds.finalize.target }}
+    - require:
+      - cmd: mpich-finalize-build-cmd-run
+
+{%- for path in mpich.obsolete_files %}
+
+mpich-obsolete-{{ loop.index }}-file-absent:
+  file.absent:
+    - name: {{ path }}
+{%- endfor %}

@@ -1,19 +1,44 @@
 """The chrony state on the test host for a server (alpha, beta) and a client (delta): files
 under scratch roots, checked with the real ``chronyd -p``; the nspawn specifics only on nspawn;
-then the rendered configs run for real (three chronyd in private network namespaces, clock
-control off) and read with the chrony status function."""
+the bounded chrony-wait drop-in and the time ordering of dhcpd and named (``systemd-analyze
+verify``). Then the rendered configs run for real (three chronyd in private network
+namespaces, clock control off, started as systemd starts them: forking) and read with the chrony
+status function: orphan mode with no upstream, the chrony-wait gates, a power loss of the
+orphan parent, its return with a clock of its own, and a server alone."""
 
 import os
+import shlex
+import shutil
+import signal
 import subprocess
+import threading
+import time
 
 import pytest
 import yaml
 
 from tests.conftest import INVENTORY
-from tests.functional.lannet import HAVE_NETNS, Switch, by_id, changed, failed, node_loaders, wait_for
+from tests.functional import lanpair
+from tests.functional.lannet import (
+    HAVE_NETNS,
+    Switch,
+    by_id,
+    changed,
+    failed,
+    node_loaders,
+    verify_unit,
+    wait_for,
+)
 
 CONF = "etc/chrony/chrony.conf"
-ALPHA, BETA = "192.168.10.6", "192.168.10.8"
+WAIT_DROPIN = "etc/systemd/system/chrony-wait.service.d/bounded.conf"
+DEBIAN_WAIT_UNIT = "/lib/systemd/system/chrony-wait.service"
+INV = yaml.safe_load(INVENTORY.read_text())["cluster"]
+ALPHA, BETA = INV["nodes"]["alpha"]["ip"], INV["nodes"]["beta"]["ip"]
+DELTA, VIP = INV["nodes"]["delta"]["ip"], INV["network"]["vip"]
+SUBNET = INV["network"]["subnet"]
+LAN_OPTIONS = "iburst minpoll 2 maxpoll 4 maxsamples 8"
+TAIL = ["driftfile /var/lib/chrony/chrony.drift", "makestep 1 3", "maxupdateskew 100.0"]
 
 
 def lines(path):
@@ -42,30 +67,38 @@ def test_test_mode_writes_nothing_real_mode_once(runs):
     for name, run in runs.items():
         assert not failed(run["dry"]) and not failed(run["real"]), (name, failed(run["dry"]), failed(run["real"]))
         assert by_id(run["dry"], "chrony-config-file-managed")["result"] is None
+        assert by_id(run["dry"], "chrony-wait-dropin-file-managed")["result"] is None
         assert run["written_by_dry_run"] == []
         assert changed(run["again"]) == {}, name
 
 
 def test_server_config(runs, roots):
+    """Orphan mode: the other server as a LAN source, its time first on (re)start, the same
+    local stratum on both, the subnet served."""
     assert lines(roots["alpha"] / CONF) == [
-        f"server {BETA} iburst",
+        f"server {BETA} {LAN_OPTIONS}",
+        f"initstepslew 1 {BETA}",
         "local stratum 8 orphan",
-        "allow 192.168.10.0/24",
-        "driftfile /var/lib/chrony/chrony.drift",
-        "makestep 1 3",
-        "maxupdateskew 100.0",
+        f"allow {SUBNET}",
+        *TAIL,
     ]
-    assert f"server {ALPHA} iburst" in lines(roots["beta"] / CONF)
+    beta = lines(roots["beta"] / CONF)
+    assert beta[:3] == [f"server {ALPHA} {LAN_OPTIONS}", f"initstepslew 1 {ALPHA}", "local stratum 8 orphan"]
 
 
-def test_client_config_uses_both_servers_and_serves_nobody(runs, roots):
+def test_client_config_uses_both_servers_the_vip_votes_and_serves_nobody(runs, roots):
     assert lines(roots["delta"] / CONF) == [
-        f"server {ALPHA} iburst",
-        f"server {BETA} iburst",
-        "driftfile /var/lib/chrony/chrony.drift",
-        "makestep 1 3",
-        "maxupdateskew 100.0",
+        f"server {ALPHA} {LAN_OPTIONS} prefer",
+        f"server {BETA} {LAN_OPTIONS} prefer",
+        f"server {VIP} {LAN_OPTIONS}",
+        *TAIL,
     ]
+
+
+def test_client_config_without_the_vip_vote(salt_factories, tmp_path, secrets_dir):
+    loaders = node_loaders(salt_factories, "psi", tmp_path, secrets_dir, chrony={"vip_vote": False})
+    assert not failed(loaders.modules.state.sls("chrony"))
+    assert lines(tmp_path / CONF) == [f"server {ALPHA} {LAN_OPTIONS}", f"server {BETA} {LAN_OPTIONS}", *TAIL]
 
 
 def test_real_chronyd_accepts_the_rendered_configs(runs, roots):
@@ -85,6 +118,8 @@ def test_on_nspawn_the_unit_runs_without_cap_sys_time_and_never_sets_the_clock(s
     assert not failed(ret), failed(ret)
     assert lines(tmp_path / "etc/default/chrony") == ['DAEMON_OPTS="-F 1 -x"']
     assert lines(tmp_path / "etc/systemd/system/chrony.service.d/nspawn.conf") == ["[Unit]", "ConditionCapability="]
+    # chronyd -x never corrects the clock: chrony-wait does not look at the remaining correction
+    assert "ExecStart=/usr/bin/chronyc -h 127.0.0.1,::1 waitsync 0 0 0 1" in lines(tmp_path / WAIT_DROPIN)
 
 
 def test_upstream_servers_from_the_inventory(salt_factories, tmp_path, secrets_dir):
@@ -95,8 +130,10 @@ def test_upstream_servers_from_the_inventory(salt_factories, tmp_path, secrets_d
     server = node_loaders(salt_factories, "beta", tmp_path / "beta", secrets_dir, inventory=path)
     client = node_loaders(salt_factories, "zeta", tmp_path / "zeta", secrets_dir, inventory=path)
     assert not failed(server.modules.state.sls("chrony")) and not failed(client.modules.state.sls("chrony"))
-    assert lines(tmp_path / "beta" / CONF)[:3] == [
-        "server 192.0.2.123 iburst", "server ntp.example.org iburst", f"server {ALPHA} iburst",
+    # upstream at chrony's own polling, first; the other server and orphan mode still there
+    assert lines(tmp_path / "beta" / CONF)[:5] == [
+        "server 192.0.2.123 iburst", "server ntp.example.org iburst", f"server {ALPHA} {LAN_OPTIONS}",
+        f"initstepslew 1 {ALPHA}", "local stratum 8 orphan",
     ]
     assert not any("192.0.2.123" in line for line in lines(tmp_path / "zeta" / CONF))  # clients: the pair only
 
@@ -111,42 +148,320 @@ def test_a_broken_config_is_rejected_and_the_live_one_stays(runs, salt_factories
     assert conf.read_bytes() == before
 
 
-@pytest.mark.skipif(not HAVE_NETNS, reason="needs root and `ip netns` (private network namespaces)")
-def test_the_pair_serves_time_and_the_client_follows(runs, roots, tmp_path):
-    """alpha and beta with no upstream: `local stratum 8 orphan` makes one lead and the other
-    follow; delta syncs from them. chronyd runs with -x (never touches the host's clock)."""
-    nodes = {"alpha": {"ip": f"{ALPHA}/24"}, "beta": {"ip": f"{BETA}/24"}, "delta": {"ip": "192.168.10.21/24"}}
-    socks = {}
+# ------------------------------------------------------------------------------------------
+# time ordering: chrony-wait (bounded), dhcpd and named after time-sync.target
+
+
+def verify_with_dropin(tmp_path, unit_source, unit_name, dropin):
+    """``systemd-analyze verify`` of ``unit_source`` (copied as ``unit_name``) with ``dropin`` in
+    its ``.d`` directory; first proves that verify reads that directory (a bad key is reported)."""
+    base = tmp_path / f"verify-{unit_name}"
+    (base / f"{unit_name}.d").mkdir(parents=True)
+    shutil.copy(unit_source, base / unit_name)
+    probe = base / f"{unit_name}.d" / dropin.name
+    if shutil.which("systemd-analyze"):
+        probe.write_text(dropin.read_text() + "\n[Unit]\nNoSuchKey=1\n")
+        assert any(str(probe) in line for line in verify_unit(base / unit_name)), "verify ignores drop-ins"
+    shutil.copy(dropin, probe)
+    return verify_unit(base / unit_name)
+
+
+def wait_commands(dropin):
+    """The ExecStart= lines of a chrony-wait drop-in (after its reset) as (may fail, argv), and
+    TimeoutStartSec: what systemd runs, in order, within that time."""
+    commands, timeout = [], None
+    for line in dropin.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "TimeoutStartSec":
+            timeout = float(value)
+        elif key == "ExecStart":
+            if not value:
+                commands = []
+                continue
+            commands.append((value.startswith("-"), shlex.split(value.lstrip("-").replace("$$", "$"))))
+    return commands, timeout
+
+
+def test_chrony_wait_is_bounded_and_accepts_the_orphan_parent_on_servers(runs, roots, tmp_path):
+    server = roots["alpha"] / WAIT_DROPIN
+    commands, timeout = wait_commands(server)
+    assert timeout == 60
+    assert commands == [
+        (True, ["/usr/bin/chronyc", "-h", "127.0.0.1,::1", "waitsync", "10", "0.1", "0", "1"]),
+        (False, ["/bin/sh", "-c", '/usr/bin/chronyc -h 127.0.0.1,::1 -n -c tracking | /usr/bin/grep -Eqv '
+                                  '"^00000000,|,Not synchronised$"']),
+    ]
+    client = roots["delta"] / WAIT_DROPIN
+    assert wait_commands(client) == ([(False, ["/usr/bin/chronyc", "-h", "127.0.0.1,::1", "waitsync", "0", "0.1", "0", "1"])], 60)
+    if not os.path.exists(DEBIAN_WAIT_UNIT):
+        pytest.skip(f"no {DEBIAN_WAIT_UNIT} (package chrony) to verify the drop-ins against")
+    for role, dropin in (("server", server), ("client", client)):
+        assert verify_with_dropin(tmp_path / role, DEBIAN_WAIT_UNIT, "chrony-wait.service", dropin) == [], role
+
+
+def test_dhcpd_and_named_start_after_time_sync(salt_factories, tmp_path, secrets_dir):
+    dhcpd_root, bind_root = tmp_path / "dhcpd", tmp_path / "bind"
+    dhcpd = node_loaders(salt_factories, "alpha", dhcpd_root, secrets_dir, dhcpd={"interface": "eth0"})
+    for sid in ("dhcpd-unit-file-managed", "dhcpd-time-sync-dropin-file-managed"):
+        ret = dhcpd.modules.state.sls_id(sid, "dhcpd")
+        assert not failed(ret), failed(ret)
+    bind = lanpair.node_loaders(salt_factories, "alpha", bind_root, secrets_dir)
+    ret = bind.modules.state.sls_id("bind-time-sync-dropin-file-managed", "bind")
+    assert not failed(ret), failed(ret)
+    unit = dhcpd_root / "etc/systemd/system/isc-dhcp-server.service"
+    dhcpd_dropin = dhcpd_root / "etc/systemd/system/isc-dhcp-server.service.d/time-sync.conf"
+    named_dropin = bind_root / "etc/systemd/system/named.service.d/time-sync.conf"
+    for dropin in (dhcpd_dropin, named_dropin):
+        assert [line for line in lines(dropin)] == ["[Unit]", "Wants=time-sync.target", "After=time-sync.target"]
+    assert verify_with_dropin(tmp_path, unit, "isc-dhcp-server.service", dhcpd_dropin) == []
+    named_unit = "/lib/systemd/system/named.service"
+    if not os.path.exists(named_unit):
+        pytest.skip(f"no {named_unit} (package bind9) to verify the named drop-in against")
+    assert verify_with_dropin(tmp_path, named_unit, "named.service", named_dropin) == []
+
+
+# ------------------------------------------------------------------------------------------
+# real chronyd in network namespaces: alpha, beta (no upstream) and a client, delta
+
+
+class NtpLan:
+    """chronyd per node as systemd starts it (forking: the command returns once chronyd serves,
+    i.e. after initstepslew), stopped by its pid file; the VIP as an address on one node."""
+
+    def __init__(self, lan, runs, roots, base):
+        self.lan, self.runs, self.roots, self.base = lan, runs, roots, base
+        self.pids = {}
+
+    def path(self, name, leaf):
+        return self.base / name / leaf
+
+    def prepare(self, name, drift=None):
+        run = self.base / name
+        run.mkdir(mode=0o700, exist_ok=True)
+        if drift is not None:
+            (run / "drift").write_text(drift)
+        # the rendered file, plus run-time paths of this test (later directives win); the
+        # command port stays on the namespace's loopback, for the chrony-wait commands
+        (run / "chrony.conf").write_text(
+            f"include {self.roots[name] / CONF}\n"
+            f"driftfile {run}/drift\npidfile {run}/chronyd.pid\nbindcmdaddress {run}/chronyd.sock\n"
+        )
+
+    def start(self, name):
+        """Start chronyd like chrony.service (Type=forking); seconds until the command returned."""
+        run = self.base / name
+        started = time.monotonic()
+        res = self.lan.run(name, "chronyd", "-x", "-u", "root", "-f", str(run / "chrony.conf"), "-l",
+                           str(run / "chronyd.log"), timeout=90)
+        took = time.monotonic() - started
+        assert res.returncode == 0, (name, res.stdout, res.stderr, self.log(name))
+        self.pids[name] = int((run / "chronyd.pid").read_text())
+        return took
+
+    def kill(self, name, sig=signal.SIGKILL):
+        pid = self.pids.pop(name, None)
+        if pid:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+            for _ in range(100):
+                if not os.path.exists(f"/proc/{pid}"):
+                    break
+                time.sleep(0.05)
+
+    def log(self, name):
+        path = self.base / name / "chronyd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def status(self, name):
+        return self.runs[name]["loaders"].modules.chrony.status(socket=str(self.base / name / "chronyd.sock"))
+
+    def gate(self, name):
+        """Run the rendered chrony-wait drop-in's commands in the node as systemd would: in
+        order, a failing '-' command ignored, all within TimeoutStartSec. (ok, seconds, why)."""
+        commands, timeout = wait_commands(self.roots[name] / WAIT_DROPIN)
+        started = time.monotonic()
+        for may_fail, argv in commands:
+            left = timeout - (time.monotonic() - started)
+            try:
+                res = self.lan.run(name, *argv, timeout=max(left, 0.1))
+            except subprocess.TimeoutExpired:
+                return False, time.monotonic() - started, f"TimeoutStartSec={timeout:g} s"
+            if res.returncode != 0 and not may_fail:
+                return False, time.monotonic() - started, f"{argv}: exit {res.returncode} {res.stdout}{res.stderr}"
+        return True, time.monotonic() - started, ""
+
+    def ip(self, name, *args):
+        res = self.lan.run(name, "ip", *args)
+        assert res.returncode == 0, (name, args, res.stderr)
+
+    def stop_all(self):
+        for name in list(self.pids):
+            self.kill(name, signal.SIGTERM)
+
+
+def in_threads(**calls):
+    """Run the callables at once; {name: result}."""
+    out = {}
+
+    def run(name, call):
+        out[name] = call()
+
+    threads = [threading.Thread(target=run, args=item) for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return out
+
+
+def watch_client(ntp, until, timeout, also=None):
+    """Poll delta's status (and ``also``'s) every 0.5 s until ``until(samples)`` is truthy;
+    (seconds, every sample of delta). Fails after ``timeout`` seconds."""
+    started = time.monotonic()
+    samples = []
+    while True:
+        now = time.monotonic() - started
+        try:
+            st = ntp.status("delta")
+            samples.append((round(now, 1), st["synchronised"], st["reference"], st["stratum"]))
+        except Exception as exc:  # pylint: disable=broad-except
+            samples.append((round(now, 1), None, str(exc), None))
+        if until(samples):
+            return now, samples
+        if now > timeout:
+            raise AssertionError(f"timed out after {timeout} s; delta: {samples[-10:]}; {also and also()}")
+        time.sleep(0.5)
+
+
+def unsynchronised(samples):
+    return [s for s in samples if s[1] is not True]
+
+
+@pytest.fixture(scope="module")
+def ntp(runs, roots, tmp_path_factory):
+    if not HAVE_NETNS:
+        pytest.skip("needs root and `ip netns` (private network namespaces)")
+    nodes = {"alpha": {"ip": f"{ALPHA}/24"}, "beta": {"ip": f"{BETA}/24"}, "delta": {"ip": f"{DELTA}/24"}}
+    base = tmp_path_factory.mktemp("chronyd")
     with Switch(f"rpic-ch{os.getpid() % 100000}", nodes) as lan:
-        for name in nodes:
-            run = tmp_path / name
-            run.mkdir(mode=0o700)
-            socks[name] = str(run / "chronyd.sock")
-            wrapper = run / "chrony.conf"
-            # the rendered file, plus run-time paths of this test (later directives win)
-            wrapper.write_text(
-                f"include {roots[name] / CONF}\n"
-                f"driftfile {run}/drift\npidfile {run}/chronyd.pid\nbindcmdaddress {socks[name]}\ncmdport 0\n"
-            )
-            lan.start(name, ["chronyd", "-d", "-x", "-u", "root", "-f", str(wrapper)], run / "chronyd.log")
+        ntp = NtpLan(lan, runs, roots, base)
+        try:
+            # alpha's clock runs 50 ppm off the host's while it leads (chronyd -x keeps its own
+            # clock). A restart starts it from the host's clock again: the lab's restarted
+            # parent, or a Pi without RTC booting with the time it saved, disagrees with the
+            # survivor by a few ms after a minute or two
+            ntp.prepare("alpha", drift="50.000000 1.000000\n")
+            ntp.prepare("beta")
+            ntp.prepare("delta")
+            yield ntp
+        finally:
+            ntp.stop_all()
 
-        status = {name: runs[name]["loaders"].modules.chrony.status for name in nodes}
 
-        def client_synced():
-            out = status["delta"](socket=socks["delta"])
-            return out["synchronised"] and out["reference"] in (ALPHA, BETA) and out
+def test_the_pair_serves_time_and_the_client_follows(ntp):
+    """Cold start, no upstream: both servers start at once and neither waits for the other;
+    `local stratum 8 orphan` makes alpha (the smaller reference ID) lead and beta follow it;
+    delta syncs from them. The chrony-wait gates pass well within their bound."""
+    ntp.ip("alpha", "addr", "add", f"{VIP}/24", "dev", "eth0")
+    t0 = time.monotonic()
+    starts = in_threads(alpha=lambda: ntp.start("alpha"), beta=lambda: ntp.start("beta"))
+    starts["delta"] = ntp.start("delta")
+    gates = in_threads(**{name: (lambda name=name: ntp.gate(name)) for name in ("alpha", "beta", "delta")})
+    print(f"\ncold start: chronyd started (initstepslew done) in {', '.join(f'{n} {s:.1f} s' for n, s in starts.items())}")
+    print("chrony-wait passed in " + ", ".join(f"{n} {g[1]:.1f} s" for n, g in gates.items()))
+    assert max(starts.values()) < 30, starts
+    assert all(ok for ok, _, _ in gates.values()), gates
+    assert all(took < 60 for _, took, _ in gates.values()), gates
 
-        delta = wait_for(client_synced, 60, step=0.5, what="delta synchronised to alpha or beta")
-        assert delta["sources_total"] == 2 and delta["sources_reachable"] == 2
-        assert {s["name"] for s in delta["sources"]} == {ALPHA, BETA}
-        def orphan_settled():
-            servers = {name: status[name](socket=socks[name]) for name in ("alpha", "beta")}
-            leaders = [n for n, s in servers.items() if s["local"] and s["stratum"] == 8]
-            followers = [n for n, s in servers.items() if not s["local"] and s["synchronised"] and s["stratum"] == 9]
-            return len(leaders) == 1 and len(followers) == 1 and servers
+    def client_synced():
+        out = ntp.status("delta")
+        return out["synchronised"] and out["reference"] in (ALPHA, BETA) and out
 
-        # one server serves its local clock at stratum 8, the other follows it at stratum 9
-        servers = wait_for(orphan_settled, 60, step=0.5, what="one server leading, the other following")
-        follower = next(n for n, s in servers.items() if not s["local"])
-        assert servers[follower]["reference"] in (ALPHA, BETA)
-        assert delta["stratum"] in (9, 10)
+    delta = wait_for(client_synced, 60, step=0.5, what="delta synchronised to alpha or beta")
+    assert delta["sources_total"] == 3
+    assert {s["name"] for s in delta["sources"]} == {ALPHA, BETA, VIP}
+
+    def orphan_settled():
+        servers = {name: ntp.status(name) for name in ("alpha", "beta")}
+        leaders = [n for n, s in servers.items() if s["local"] and s["stratum"] == 8]
+        followers = [n for n, s in servers.items() if not s["local"] and s["synchronised"] and s["stratum"] == 9]
+        return len(leaders) == 1 and len(followers) == 1 and servers
+
+    # one server serves its local clock at stratum 8, the other follows it at stratum 9
+    servers = wait_for(orphan_settled, 60, step=0.5, what="one server leading, the other following")
+    print(f"orphan pair settled and delta synchronised {time.monotonic() - t0:.1f} s after the cold start")
+    assert servers["alpha"]["local"] and servers["beta"]["reference"] == ALPHA  # the smaller reference ID leads
+    delta = wait_for(lambda: (s := ntp.status("delta"))["sources_reachable"] == 3 and s, 60, step=0.5,
+                     what="delta reaching alpha, beta and the VIP")
+    assert delta["synchronised"] and delta["stratum"] in (9, 10)
+
+
+def test_the_client_stays_synchronised_when_the_orphan_parent_loses_power(ntp):
+    """alpha's plug pulled: chronyd killed, its link down, the VIP on beta (keepalived). delta
+    never loses synchronisation and moves to beta; beta, alone, stays synchronised."""
+    wait_for(lambda: ntp.status("delta")["synchronised"], 60, step=0.5, what="delta synchronised")
+    ntp.kill("alpha")
+    ntp.ip("alpha", "link", "set", "eth0", "down")
+    ntp.ip("alpha", "addr", "del", f"{VIP}/24", "dev", "eth0")
+    ntp.ip("beta", "addr", "add", f"{VIP}/24", "dev", "eth0")
+    took, samples = watch_client(ntp, lambda s: s[-1][1] and s[-1][2] == BETA, 240, also=lambda: ntp.status("beta"))
+    print(f"\nalpha lost power: delta on beta after {took:.1f} s, never unsynchronised "
+          f"({len(samples)} samples: {samples[0]} ... {samples[-1]})")
+    assert unsynchronised(samples) == [], unsynchronised(samples)
+    beta = ntp.status("beta")
+    # its last estimate of the dead parent (until its root distance reaches 1 s), or its own clock
+    print(f"beta alone: reference {beta['reference']}, stratum {beta['stratum']}")
+    assert beta["synchronised"]
+    assert (beta["reference"], beta["stratum"]) in ((ALPHA, 9), ("local", 8)), beta
+
+
+def test_the_parent_comes_back_without_unsynchronising_the_client(ntp):
+    """The flake of issue 12: alpha comes back with a clock that disagrees with beta's. It takes
+    beta's time before it serves its own (initstepslew); the VIP (delta's third vote) is still on
+    beta until alpha's gate opened (named, then keepalived). delta stays synchronised all along;
+    alpha leads again and beta follows it."""
+    ntp.ip("alpha", "link", "set", "eth0", "up")
+    done = {}
+    starter = threading.Thread(target=lambda: done.update(start=ntp.start("alpha"), gate=ntp.gate("alpha")))
+    starter.start()
+    took, samples = watch_client(ntp, lambda s: "gate" in done, 120)
+    starter.join()
+    ntp.ip("beta", "addr", "del", f"{VIP}/24", "dev", "eth0")
+    ntp.ip("alpha", "addr", "add", f"{VIP}/24", "dev", "eth0")
+
+    def settled(_samples):
+        alpha, beta = ntp.status("alpha"), ntp.status("beta")
+        return alpha["local"] and alpha["stratum"] == 8 and beta["reference"] == ALPHA and beta["stratum"] == 9
+
+    took2, more = watch_client(ntp, settled, 120, also=lambda: (ntp.status("alpha"), ntp.status("beta")))
+    offset = [line for line in ntp.log("alpha").splitlines() if "initial offset" in line or "initstepslew" in line]
+    print(f"\nalpha back: chronyd started in {done['start']:.1f} s ({offset[-1] if offset else 'no initstepslew line'}), "
+          f"chrony-wait passed {done['gate'][1]:.1f} s later; alpha leading, beta following "
+          f"{took + took2:.1f} s after the start; delta never unsynchronised ({len(samples + more)} samples)")
+    assert done["gate"][0], done["gate"]
+    assert offset and "initial offset" in offset[-1], ntp.log("alpha")
+    assert unsynchronised(samples + more) == [], unsynchronised(samples + more)
+
+
+def test_a_server_alone_serves_its_own_clock_within_the_bound(ntp):
+    """Both servers down, beta starts alone: initstepslew gives up on alpha within seconds,
+    chrony-wait passes on its own clock, and delta synchronises to it."""
+    ntp.kill("alpha")
+    ntp.kill("beta")
+    started = ntp.start("beta")
+    ok, took, why = ntp.gate("beta")
+    print(f"\nbeta alone: chronyd started in {started:.1f} s, chrony-wait passed {took:.1f} s later")
+    assert started < 30 and ok and took < 60, (started, ok, took, why)
+    beta = ntp.status("beta")
+    assert beta["synchronised"] and beta["local"] and beta["stratum"] == 8, beta
+
+    def on_the_new_beta():
+        out = ntp.status("delta")
+        src = {s["name"]: s for s in out["sources"]}[BETA]
+        return out["synchronised"] and out["selected"] == BETA and src["last_rx"] < 16 and out
+
+    started = time.monotonic()
+    wait_for(on_the_new_beta, 120, step=0.5, what="delta synchronised to the restarted beta")
+    print(f"delta on the restarted beta {time.monotonic() - started:.1f} s after its gate")

@@ -3,6 +3,7 @@ the rendered pair run for real: two dhcpd in private network namespaces on a bri
 client (busybox udhcpc) with inventory and unknown MACs, the OMAPI localhost guard, the
 failover states read over OMAPI by the dhcpd_failover module, a peer stopped, partner-down."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -154,28 +155,34 @@ def connects(lan, node, host, port):
     return res.stdout.strip() == "0"
 
 
-@pytest.fixture(scope="module")
-def pair(applied, roots, tmp_path_factory):
+@contextlib.contextmanager
+def running_pair(roots, run, bridge):
     """alpha and beta running the rendered configs, plus a client, on one bridge."""
-    run = tmp_path_factory.mktemp("dhcpd-run")
     nodes = {"alpha": {"ip": f"{ALPHA}/24"}, "beta": {"ip": f"{BETA}/24"}, "client": {}}
-    with Switch(f"rpic-dh{os.getpid() % 100000}", nodes) as lan:
+    with Switch(bridge, nodes) as lan:
         # the OMAPI guard on alpha only: beta shows what an unguarded OMAPI looks like
         guard = roots["alpha"] / "etc/dhcp/omapi-localhost.nft"
         for _ in range(2):  # loaded at every start of the unit: reloading must work
             res = lan.run("alpha", "nft", "-f", str(guard))
             assert res.returncode == 0, res.stderr
-        daemons = {}
-        for name in ("alpha", "beta"):
+        def start(name):
             leases = run / f"{name}.leases"
             leases.touch()
-            daemons[name] = lan.start(
+            return lan.start(
                 name,
                 ["dhcpd", "-4", "-f", "-d", "-cf", str(roots[name] / CONF.lstrip("/")), "-lf", str(leases),
                  "-pf", str(run / f"{name}.pid"), "eth0"],
                 run / f"{name}.log",
             )
-        yield {"lan": lan, "daemons": daemons, "run": run}
+
+        daemons = {name: start(name) for name in ("alpha", "beta")}
+        yield {"lan": lan, "daemons": daemons, "run": run, "start": start}
+
+
+@pytest.fixture(scope="module")
+def pair(applied, roots, tmp_path_factory):
+    with running_pair(roots, tmp_path_factory.mktemp("dhcpd-run"), f"rpic-dh{os.getpid() % 100000}") as running:
+        yield running
 
 
 def omapi(loaders, lan, node, roots, fn="status", **kwargs):
@@ -244,6 +251,35 @@ def test_live_failover_pair(pair, alpha, beta, roots, tmp_path):
         twice = beta.states.dhcpd_failover.partner_down(name="dhcp-failover", config=config)
         assert twice.result is True and not twice.changes
     assert "I move from communications-interrupted to partner-down" in daemons["beta"].output()
+
+
+def test_planned_shutdown_hands_the_whole_pool_to_the_partner(applied, alpha, beta, roots, tmp_path):
+    """orch.maintenance's drain and undrain: alpha goes to shutdown over OMAPI, beta answers with
+    partner-down at once and leases alone after alpha's dhcpd stopped; alpha restarted is
+    resumed into recover, which beta sees."""
+    with running_pair(roots, tmp_path, f"rpic-ds{os.getpid() % 100000}") as running:
+        lan, daemons = running["lan"], running["daemons"]
+        wait_for(lambda: both_normal(alpha, beta, lan, roots), 60, step=0.5, what="both peers normal")
+        done = omapi(alpha, lan, "alpha", roots, fn="shutdown")
+        assert done == {"name": "dhcp-failover", "changed": True, "old": "normal", "new": "shutdown"}
+        assert omapi(alpha, lan, "alpha", roots, fn="shutdown")["changed"] is False
+        wait_for(lambda: omapi(beta, lan, "beta", roots)["dhcp-failover"]["local_state"] == "partner-down",
+                 30, step=0.2, what="beta in partner-down after alpha's shutdown")
+        daemons["alpha"].stop(signal.SIGTERM)
+        lease = udhcpc(lan, tmp_path, "epsilon", "b8:27:eb:00:00:22")
+        assert lease["ip"] == "192.168.10.22" and lease["serverid"] == BETA
+        # back from maintenance: dhcpd keeps shutdown across a restart; resume moves it to recover
+        # (then recover-wait for one MCLT, then normal with beta)
+        daemons["alpha"] = running["start"]("alpha")
+        settled = lambda: omapi(alpha, lan, "alpha", roots)["dhcp-failover"]["local_state"]  # noqa: E731
+        state = wait_for(lambda: settled() not in ("startup", "unknown-state") and settled(),
+                         30, step=0.5, what="alpha's dhcpd answering OMAPI again, past startup")
+        assert state == "shutdown"
+        back = omapi(alpha, lan, "alpha", roots, fn="resume")
+        assert back["changed"] is True and back["new"] in ("recover", "recover-wait"), back
+        assert omapi(alpha, lan, "alpha", roots, fn="resume")["changed"] is False
+        wait_for(lambda: omapi(beta, lan, "beta", roots)["dhcp-failover"]["partner_state"] in ("recover", "recover-wait"),
+                 30, step=0.5, what="beta sees alpha recovering")
 
 
 def test_omapi_refuses_a_wrong_key(pair, beta, roots, tmp_path):

@@ -98,7 +98,7 @@ def test_a_changed_ip_in_the_inventory_reaches_both_servers_with_one_serial_bump
 
 def _vip_holder(cluster):
     for name in ("alpha", "beta"):
-        out = cluster.run(name, "ip -4 -o addr show", timeout=20).stdout
+        out = cluster.run(name, "ip -4 -o addr show dev host0", timeout=20).stdout
         if f" {cluster.status()['vip']}/" in out:
             return name
     return None

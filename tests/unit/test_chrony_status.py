@@ -1,5 +1,6 @@
 """The chrony status function on chronyc output recorded from chrony 4.3
-(tests/unit/fixtures/chrony)."""
+(tests/unit/fixtures/chrony; the orphan pair's lines below, recorded the same way from the
+configs salt/chrony renders now)."""
 
 import pytest
 
@@ -89,3 +90,58 @@ def test_a_dead_chronyd_is_an_actionable_error(monkeypatch):
     )
     with pytest.raises(chrony.CommandExecutionError, match="Cannot talk to daemon.*is chronyd running"):
         chrony.tracking()
+
+
+# Recorded from chrony 4.3 (chronyd -x -d in network namespaces, the configs salt/chrony renders:
+# alpha and beta in orphan mode with no upstream, delta a client of both and of the VIP).
+# beta following alpha, the orphan parent:
+FOLLOWER_TRACKING = (
+    "C0A80A06,192.168.10.6,9,1796153771.242566679,0.000005470,0.000002111,0.000003207,-0.124,0.006,"
+    "0.847,0.000033516,0.000005856,4.1,Normal\n"
+)
+FOLLOWER_SOURCES = "^,*,192.168.10.6,8,2,377,2,0.000002503,0.000004614,0.000016817\n"
+# beta 40 s after alpha lost power: its last estimate of alpha (holdover), no source reachable
+HOLDOVER_TRACKING = (
+    "C0A80A06,192.168.10.6,9,1796153771.242566679,0.000010195,0.000002111,0.000003207,-0.124,0.006,"
+    "0.847,0.000033516,0.000076561,4.1,Normal\n"
+)
+HOLDOVER_SOURCES = "^,?,192.168.10.6,8,2,0,40,0.000002503,0.000004614,0.000016817\n"
+# delta: both servers preferred, the VIP (on alpha) a vote that is never combined
+CLIENT_VIP_SOURCES = (
+    "^,*,192.168.10.6,8,2,377,4,0.000000445,0.000000347,0.000022333\n"
+    "^,+,192.168.10.8,9,2,377,0,-0.000001464,-0.000001464,0.000055393\n"
+    "^,-,192.168.10.111,8,2,377,0,-0.000000378,-0.000000378,0.000013470\n"
+)
+
+
+def status_from(monkeypatch, tracking, sources):
+    outputs = {"tracking": tracking, "sources": sources}
+    monkeypatch.setitem(
+        chrony.__salt__, "cmd.run_all",
+        lambda cmd, **_kw: {"retcode": 0, "stdout": outputs[cmd[-1]], "stderr": ""},
+    )
+    return chrony.status()
+
+
+def test_orphan_follower_is_synchronised_to_the_parent(monkeypatch):
+    out = status_from(monkeypatch, FOLLOWER_TRACKING, FOLLOWER_SOURCES)
+    assert out["synchronised"] and not out["local"]
+    assert (out["reference"], out["stratum"], out["selected"]) == ("192.168.10.6", 9, "192.168.10.6")
+    assert out["leap_status"] == "Normal" and isinstance(out["offset"], float)
+
+
+def test_a_server_whose_parent_died_stays_synchronised_on_its_last_estimate(monkeypatch):
+    out = status_from(monkeypatch, HOLDOVER_TRACKING, HOLDOVER_SOURCES)
+    assert out["synchronised"] and not out["local"]
+    assert (out["reference"], out["stratum"]) == ("192.168.10.6", 9)
+    assert out["selected"] is None and (out["sources_reachable"], out["sources_total"]) == (0, 1)
+    assert out["sources"][0]["state"] == "unreachable"
+
+
+def test_client_with_the_vip_vote(monkeypatch):
+    out = status_from(monkeypatch, fixture("client-tracking.csv"), CLIENT_VIP_SOURCES)
+    assert out["synchronised"] and out["selected"] == "192.168.10.6"
+    assert (out["sources_reachable"], out["sources_total"]) == (3, 3)
+    assert [(s["name"], s["state"]) for s in out["sources"]] == [
+        ("192.168.10.6", "selected"), ("192.168.10.8", "combined"), ("192.168.10.111", "not-combined"),
+    ]

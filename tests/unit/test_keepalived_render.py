@@ -18,13 +18,16 @@ PASSWORD = "s3cr3tPw"
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "salt")), undefined=jinja2.StrictUndefined)
 
 
-def _keepalived(name):
-    """The dict salt/keepalived/map.jinja hands the templates, for node ``name`` (root '')."""
+def _keepalived(name, track=True, **overrides):
+    """The dict salt/keepalived/map.jinja hands the templates, for node ``name`` (root ''),
+    named's process tracked or not (``process.enabled``: process.track resolved)."""
     pair = model.lanservices(inventory=INV)
     role = "primary" if name == pair["primary"] else "secondary"
     peer = pair["secondary"] if role == "primary" else pair["primary"]
     return {
         **DEFAULTS,
+        **overrides,
+        "process": {**DEFAULTS["process"], **overrides.get("process", {}), "enabled": track},
         "node": {
             "role": role, "name": name, "ip": INV["nodes"][name]["ip"], "peer_ip": INV["nodes"][peer]["ip"],
             "vip": INV["network"]["vip"], "prefixlen": INV["network"]["subnet"].split("/")[1], "interface": "eth0",
@@ -33,9 +36,9 @@ def _keepalived(name):
     }
 
 
-def _render(template, name):
+def _render(template, name, **keepalived):
     return ENV.get_template(f"keepalived/files/{template}").render(
-        keepalived=_keepalived(name), pillar={"secrets": {"vrrp_password": PASSWORD}})
+        keepalived=_keepalived(name, **keepalived), pillar={"secrets": {"vrrp_password": PASSWORD}})
 
 
 def _blocks(text):
@@ -60,18 +63,17 @@ def _blocks(text):
     [("alpha", "MASTER", 150, "192.168.10.6", "192.168.10.8"), ("beta", "BACKUP", 100, "192.168.10.8", "192.168.10.6")],
 )
 def test_vrrp_instance_for_each_node(name, state, priority, src, peer):
-    blocks = _blocks(_render("keepalived.conf.jinja", name))
-    assert set(blocks) == {"global_defs", "vrrp_script chk_named", "vrrp_instance VI_DNS"}
+    text = _render("keepalived.conf.jinja", name)
+    blocks = _blocks(text)
+    assert set(blocks) == {"global_defs", "vrrp_track_process proc_named", "vrrp_script chk_named",
+                           "vrrp_track_file maintenance", "vrrp_instance VI_DNS"}
     instance = blocks["vrrp_instance VI_DNS"]
     assert f"state {state}" in instance
     assert f"priority {priority}\n" in instance
     assert "interface eth0" in instance
     assert "virtual_router_id 53" in instance
-    assert "advert_int 1\n" in instance
-    assert f"unicast_src_ip {src}\nunicast_peer {{\n{peer}\n}}" in instance
-    assert f"authentication {{\nauth_type PASS\nauth_pass {PASSWORD}\n}}" in instance
     assert "virtual_ipaddress {\n192.168.10.111/24 dev eth0\n}" in instance
-    assert "track_script {\nchk_named\n}" in instance
+    assert "track_process {\nproc_named\n}\ntrack_script {\nchk_named\n}\ntrack_file {\nmaintenance\n}" in instance
     assert 'notify "/etc/keepalived/notify-state"' in instance
     assert f"router_id {name}" in blocks["global_defs"]
     # script security on, scripts as root (keepalived 2.2.7 cannot config-test another user)
@@ -79,15 +81,57 @@ def test_vrrp_instance_for_each_node(name, state, priority, src, peer):
     assert not re.search(r"^\s*user ", blocks["vrrp_script chk_named"], re.M)
 
 
-def test_a_node_whose_named_is_dead_drops_below_its_peer():
-    script = _blocks(_render("keepalived.conf.jinja", "alpha"))["vrrp_script chk_named"]
+@pytest.mark.parametrize("name, src, peer", [("alpha", "192.168.10.6", "192.168.10.8"), ("beta", "192.168.10.8", "192.168.10.6")])
+def test_vrrp_version_3_sub_second_adverts_unicast_peer_only_no_authentication(name, src, peer):
+    text = _render("keepalived.conf.jinja", name)
+    blocks = _blocks(text)
+    assert "vrrp_version 3" in blocks["global_defs"].splitlines()
+    instance = blocks["vrrp_instance VI_DNS"].splitlines()
+    assert DEFAULTS["vrrp_version"] == 3 and 0 < DEFAULTS["advert_int"] < 1
+    assert f"advert_int {DEFAULTS['advert_int']}" in instance
+    assert f"unicast_src_ip {src}\nunicast_peer {{\n{peer}\n}}\ncheck_unicast_src" in blocks["vrrp_instance VI_DNS"]
+    # the master's advert timer is not restarted by adverts coming in (a stranger's included)
+    assert "lower_prio_no_advert" in instance
+    # VRRPv3 has no authentication: the pillar's VRRP password is not rendered
+    assert not any(line.startswith(("authentication", "auth_")) for line in instance)
+    assert PASSWORD not in text
+
+
+def test_vrrp_version_2_keeps_the_pass_authentication():
+    instance = _blocks(_render("keepalived.conf.jinja", "beta", vrrp_version=2, advert_int=1))["vrrp_instance VI_DNS"]
+    assert f"authentication {{\nauth_type PASS\nauth_pass {PASSWORD}\n}}" in instance
+    assert "advert_int 1\n" in instance and "check_unicast_src" in instance
+
+
+def test_named_process_tracked_at_once():
+    process = _blocks(_render("keepalived.conf.jinja", "alpha"))["vrrp_track_process proc_named"]
+    assert process == 'process "named"\nweight -60'
+    blocks = _blocks(_render("keepalived.conf.jinja", "alpha", track=False))  # e.g. in a container
+    assert "vrrp_track_process proc_named" not in blocks
+    assert "track_process" not in blocks["vrrp_instance VI_DNS"]
+    assert "track_script {\nchk_named\n}" in blocks["vrrp_instance VI_DNS"]
+    # a command line (the functional tests: both nodes' named on one host)
+    argv = ["/usr/sbin/named", "-g", "-c", "/tmp/x/named.conf"]
+    text = _render("keepalived.conf.jinja", "alpha", process={"match": argv})
+    assert 'process "/usr/sbin/named" "-g" "-c" "/tmp/x/named.conf"\n' in text
+
+
+def test_a_node_whose_named_is_dead_or_hung_drops_below_its_peer():
+    blocks = _blocks(_render("keepalived.conf.jinja", "alpha"))
+    script = blocks["vrrp_script chk_named"]
     assert 'script "/etc/keepalived/check-named"' in script
     fields = dict(line.split(None, 1) for line in script.splitlines() if not line.startswith("script"))
-    assert fields == {"interval": "1", "timeout": "2", "fall": "2", "rise": "2", "weight": "-60"}
-    primary, secondary, weight = DEFAULTS["priority"]["primary"], DEFAULTS["priority"]["secondary"], int(fields["weight"])
+    # keepalived 2.2.7: whole seconds only (1 is the shortest interval and timeout)
+    assert fields == {"interval": "1", "timeout": "1", "fall": "1", "rise": "2", "weight": "-60"}
+    process_weight = int(blocks["vrrp_track_process proc_named"].split("weight ")[1])
+    primary, secondary = DEFAULTS["priority"]["primary"], DEFAULTS["priority"]["secondary"]
     assert primary > secondary  # the primary wins the election (the original had them inverted)
-    assert primary + weight < secondary  # ... and loses it when its named is dead
-    assert secondary + weight < primary + weight  # both dead: the primary keeps it
+    for weight in (int(fields["weight"]), process_weight):
+        assert primary + weight < secondary  # ... and loses it when its named is dead or hung
+    # both dead (process gone, no answer): the primary keeps it (keepalived's floor is 1)
+    both = int(fields["weight"]) + process_weight
+    assert max(secondary + both, 1) < max(primary + both, 1)
+    assert secondary + int(fields["weight"]) < primary + int(fields["weight"])  # both hung
 
 
 def test_the_vip_is_in_the_subnet_and_the_password_fits_vrrp():
@@ -96,10 +140,8 @@ def test_the_vip_is_in_the_subnet_and_the_password_fits_vrrp():
 
 
 def test_multicast_when_unicast_is_off():
-    keepalived = {**_keepalived("alpha"), "unicast": False}
-    text = ENV.get_template("keepalived/files/keepalived.conf.jinja").render(
-        keepalived=keepalived, pillar={"secrets": {"vrrp_password": PASSWORD}})
-    assert "unicast" not in _blocks(text)["vrrp_instance VI_DNS"]
+    text = _render("keepalived.conf.jinja", "alpha", unicast=False)
+    assert "unicast" not in _blocks(text)["vrrp_instance VI_DNS"]  # check_unicast_src included
 
 
 def test_health_check_script():
@@ -129,6 +171,11 @@ IP_ADDR = """1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever p
 def test_parse_addresses():
     assert vip.parse_addresses(IP_ADDR) == {"127.0.0.1": "lo", "192.168.10.6": "eth0", "192.168.10.111": "eth0"}
     assert vip.parse_addresses("") == {}
+    # the VIP kept on lo of both peers: on the holder it maps to the LAN interface
+    on_lo = "1: lo    inet 192.168.10.111/32 scope global lo\\       valid_lft forever preferred_lft forever\n"
+    assert vip.parse_addresses(on_lo + IP_ADDR)["192.168.10.111"] == "eth0"
+    assert vip.parse_addresses(IP_ADDR + on_lo)["192.168.10.111"] == "eth0"
+    assert vip.parse_addresses(on_lo)["192.168.10.111"] == "lo"
 
 
 @pytest.fixture
@@ -164,6 +211,16 @@ def test_status_of_a_node_without_the_vip_or_keepalived(node, tmp_path):
     assert vip.status(**node["kwargs"])["state"] == "UNKNOWN"
 
 
+def test_the_vip_on_lo_alone_is_not_held(node):
+    node["ip"] = IP_ADDR.splitlines()[0] + "\n" + IP_ADDR.splitlines()[1] + "\n" + (
+        "1: lo    inet 192.168.10.111/32 scope global lo\\       valid_lft forever preferred_lft forever\n")
+    status = vip.status(**node["kwargs"])
+    assert (status["held"], status["interface"]) == (False, None)
+    assert vip.held("192.168.10.111") is False
+    node["ip"] += IP_ADDR.splitlines()[2] + "\n"
+    assert vip.held("192.168.10.111") is True and vip.status(**node["kwargs"])["interface"] == "eth0"
+
+
 def test_read_state_ignores_garbage(tmp_path):
     (tmp_path / "x").write_text("hello\n")
     assert vip.read_state(str(tmp_path / "x")) is None
@@ -175,3 +232,14 @@ def test_running_checks_the_process_name(tmp_path):
     assert vip._running(str(pidfile)) is False
     pidfile.write_text("1\n")  # pid 1 exists but is not keepalived
     assert vip._running(str(pidfile)) is False
+
+
+@pytest.mark.parametrize("name, priority, peer_priority", [("alpha", 150, 100), ("beta", 100, 150)])
+def test_a_drained_node_falls_below_its_peer(name, priority, peer_priority):
+    """maintenance.drain writes 1 into the track file: this node's priority drops below its peer's
+    (the peer takes the VIP first, by preemption, then this node lets it go)."""
+    blocks = _blocks(_render("keepalived.conf.jinja", name))
+    track = blocks["vrrp_track_file maintenance"]
+    assert 'file "/var/lib/keepalived/maintenance"' in track
+    weight = int(track.split("weight ")[1].split()[0])
+    assert priority + 1 * weight < peer_priority
