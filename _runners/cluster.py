@@ -450,14 +450,15 @@ def dhcp_survivor_takes_over(survivor):
     return out
 
 
-def _health(node, roles, inv):
+def _health(node, roles, inv, clock=False):
     """The checks that say ``node`` serves again: {check: (ok, detail)}."""
     model = _model()
     checks = {"minion answers": (bool(_call(node, "test.ping", timeout=10).get(node)), "test.ping")}
-    clock = _call(node, "chrony.status", timeout=10).get(node)
-    checks["clock synchronised"] = (isinstance(clock, dict) and bool(clock.get("synchronised")),
-                                    {k: (clock or {}).get(k) for k in ("reference", "stratum", "offset")}
-                                    if isinstance(clock, dict) else clock)
+    if clock:
+        sync = _call(node, "chrony.status", timeout=10).get(node)
+        checks["clock synchronised"] = (isinstance(sync, dict) and bool(sync.get("synchronised")),
+                                        {k: sync.get(k) for k in ("reference", "stratum", "offset")}
+                                        if isinstance(sync, dict) else sync)
     if "lanservices" in roles:
         pair = model.lanservices(inv)
         both = [pair["primary"], pair["secondary"]]
@@ -482,10 +483,10 @@ def _health(node, roles, inv):
     return checks
 
 
-def wait_healthy(node, timeout=None, interval=5):
+def wait_healthy(node, timeout=None, interval=5, clock=False):
     """
-    Wait until ``node`` serves again, by role: its minion answers and its clock is
-    synchronised (chrony); lanservices: zones
+    Wait until ``node`` serves again, by role: its minion answers (and with ``clock``, as
+    orch.maintenance asks after a reboot, its clock is synchronised: chrony); lanservices: zones
     transferred (equal serials on both servers), DHCP failover ``normal`` on both peers
     (a rebuilt peer first waits one MCLT in recover-wait), the VIP on the primary; compute:
     the MPI user of another compute node logs in to it (the cluster's SSH host trust).
@@ -496,6 +497,7 @@ def wait_healthy(node, timeout=None, interval=5):
     .. code-block:: bash
 
         salt-run cluster.wait_healthy beta
+        salt-run cluster.wait_healthy beta clock=True
     """
     inv = inventory()
     roles = _model().roles(node, inv)
@@ -503,7 +505,7 @@ def wait_healthy(node, timeout=None, interval=5):
         timeout = HEALTH_TIMEOUT["lanservices" if "lanservices" in roles else "default"]
     deadline = time.monotonic() + float(timeout)
     while True:
-        checks = _health(node, roles, inv)
+        checks = _health(node, roles, inv, clock=clock)
         failing = {name: detail for name, (ok, detail) in checks.items() if not ok}
         if not failing:
             return {name: "ok" for name in checks}

@@ -95,6 +95,7 @@ orch-maintenance-unknown-nodes-test-fail-without-changes:
   salt.runner:
     - name: cluster.wait_healthy
     - node: {{ node }}
+    - clock: True
     {{- after() }}
 {%-         do steps.append(prefix ~ '-' ~ node ~ '-healthy-salt-runner') %}
 {%-       endfor %}

@@ -111,6 +111,9 @@ def test_the_orchestration_is_one_chain_in_the_plans_order():
         assert requires == [{"salt": before}], (body, before)
     ((fun, args),) = steps[-1][1].items()
     assert fun == "salt.function" and {"arg": ["sleep 10; systemctl reboot"]} in args
+    # after a reboot the gate also wants the clock synchronised (a rebuild's gate does not ask)
+    gates = [args for sid, body in steps if sid.endswith("-healthy-salt-runner") for args in body.values()]
+    assert len(gates) == 6 and all({"clock": True} in args for args in gates)
 
 
 def test_without_reboot_or_upgrade_and_unknown_nodes():
