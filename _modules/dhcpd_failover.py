@@ -460,6 +460,12 @@ def status(config=None, host="127.0.0.1", timeout=10):
     }
 
 
+def _set_local_state(settings, name, state, host, timeout):
+    """Move peer relationship ``name`` to local ``state`` over OMAPI; the local state after."""
+    _omshell(settings, name, [f"set local-state = {STATE_CODES[state]}", "update"], host, timeout)
+    return failover_state(_omshell(settings, name, [], host, timeout))["local_state"]
+
+
 def shutdown(name=None, config=None, host="127.0.0.1", timeout=10):
     """
     Hand this server's part of the pool to its partner before planned maintenance: the local
@@ -480,12 +486,11 @@ def shutdown(name=None, config=None, host="127.0.0.1", timeout=10):
     old = before["local_state"]
     if old == "shutdown":
         return {"name": name, "changed": False, "old": old, "new": old}
-    _omshell(settings, name, [f"set local-state = {STATE_CODES['shutdown']}", "update"], host, timeout)
-    after = failover_state(_omshell(settings, name, [], host, timeout))
-    if after["local_state"] != "shutdown":
-        raise CommandExecutionError(f"dhcpd accepted the update but {name!r} is in {after['local_state']}, not shutdown")
+    new = _set_local_state(settings, name, "shutdown", host, timeout)
+    if new != "shutdown":
+        raise CommandExecutionError(f"dhcpd accepted the update but {name!r} is in {new}, not shutdown")
     log.warning("DHCP failover %s: moved from %s to shutdown (planned maintenance)", name, old)
-    return {"name": name, "changed": True, "old": old, "new": after["local_state"]}
+    return {"name": name, "changed": True, "old": old, "new": new}
 
 
 def resume(name=None, config=None, host="127.0.0.1", timeout=10):
@@ -507,8 +512,7 @@ def resume(name=None, config=None, host="127.0.0.1", timeout=10):
     old = failover_state(_omshell(settings, name, [], host, timeout))["local_state"]
     if old != "shutdown":
         return {"name": name, "changed": False, "old": old, "new": old}
-    _omshell(settings, name, [f"set local-state = {STATE_CODES['recover']}", "update"], host, timeout)
-    new = failover_state(_omshell(settings, name, [], host, timeout))["local_state"]
+    new = _set_local_state(settings, name, "recover", host, timeout)
     if new == "shutdown":
         raise CommandExecutionError(f"dhcpd accepted the update but {name!r} is still in shutdown")
     log.warning("DHCP failover %s: moved from shutdown to %s after maintenance", name, new)
@@ -544,11 +548,8 @@ def partner_down(name=None, force=False, config=None, host="127.0.0.1", timeout=
             f"{before['partner_state']}); it is only safe from {' or '.join(INTERRUPTED)}, "
             "with the partner known to be down (force=True overrides)"
         )
-    _omshell(settings, name, [f"set local-state = {STATE_CODES['partner-down']}", "update"], host, timeout)
-    after = failover_state(_omshell(settings, name, [], host, timeout))
-    if after["local_state"] != "partner-down":
-        raise CommandExecutionError(
-            f"dhcpd accepted the update but {name!r} is in {after['local_state']}, not partner-down"
-        )
+    new = _set_local_state(settings, name, "partner-down", host, timeout)
+    if new != "partner-down":
+        raise CommandExecutionError(f"dhcpd accepted the update but {name!r} is in {new}, not partner-down")
     log.warning("DHCP failover %s: moved from %s to partner-down", name, old)
-    return {"name": name, "changed": True, "old": old, "new": after["local_state"]}
+    return {"name": name, "changed": True, "old": old, "new": new}
