@@ -2,7 +2,10 @@
 defaults and the node view the map builds), and the parsing behind vip.status."""
 
 import ipaddress
+import os
 import re
+import subprocess
+import time
 
 import jinja2
 import pytest
@@ -74,7 +77,9 @@ def test_vrrp_instance_for_each_node(name, state, priority, src, peer):
     assert "virtual_router_id 53" in instance
     assert "virtual_ipaddress {\n192.168.10.111/24 dev eth0\n}" in instance
     assert "track_process {\nproc_named\n}\ntrack_script {\nchk_named\n}\ntrack_file {\nmaintenance\n}" in instance
-    assert 'notify "/etc/keepalived/notify-state"' in instance
+    assert "notify" not in instance  # the states go through the FIFO, in order
+    assert "vrrp_notify_fifo /run/keepalived-cluster/vrrp.fifo" in blocks["global_defs"]
+    assert "vrrp_notify_fifo_script /etc/keepalived/notify-state" in blocks["global_defs"]
     assert f"router_id {name}" in blocks["global_defs"]
     # script security on, scripts as root (keepalived 2.2.7 cannot config-test another user)
     assert "enable_script_security" in blocks["global_defs"] and "script_user root" in blocks["global_defs"]
@@ -152,10 +157,41 @@ def test_health_check_script():
     assert text.rstrip().endswith('[ -n "$out" ]')
 
 
-def test_notify_script():
+def _run_notify_reader(tmp_path, events):
+    """The rendered FIFO reader run by /bin/sh as keepalived runs it (the FIFO last), fed
+    ``events`` in one write; returns the state dir once the reader saw the end of the FIFO."""
+    state_dir = tmp_path / "state"
+    script = tmp_path / "notify-state"
+    script.write_text(_render("notify-state.jinja", "alpha").replace("dir=/run/keepalived-cluster\n", f"dir={state_dir}\n"))
+    fifo = tmp_path / "vrrp.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["/bin/sh", str(script), str(fifo)])
+    with open(fifo, "w", encoding="ascii") as writer:
+        writer.write("".join(f"{line}\n" for line in events))
+    assert reader.wait(timeout=10) == 0
+    return state_dir
+
+
+def test_notify_reader_records_transitions_in_their_order(tmp_path):
+    # a start (BACKUP) then MASTER a few ms later: as two notify scripts racing, the BACKUP could
+    # be written last (a CI run saw beta MASTER in its file while keepalived said BACKUP)
     text = _render("notify-state.jinja", "alpha")
     assert "dir=/run/keepalived-cluster\n" in text
-    assert 'mv -f "$dir/$2.state.new" "$dir/$2.state"' in text  # atomic: vip.status never reads half a file
+    before = int(time.time())
+    state_dir = _run_notify_reader(tmp_path, [
+        'INSTANCE "VI_DNS" BACKUP 100', 'INSTANCE "VI_DNS" MASTER 100', 'INSTANCE "VI_DNS" MASTER_RX_LOWER_PRI 100',
+        'INSTANCE "VI_DNS" BACKUP 100', 'GROUP "G1" MASTER 100', 'INSTANCE "VI_OTHER" FAULT 90',
+    ])
+    assert sorted(p.name for p in state_dir.iterdir()) == ["VI_DNS.state", "VI_OTHER.state"]  # no .new left
+    dns = vip.read_state(str(state_dir / "VI_DNS.state"))
+    assert dns["state"] == "BACKUP" and dns["priority"] == 100 and before <= dns["since"] <= time.time()
+    assert vip.read_state(str(state_dir / "VI_OTHER.state"))["state"] == "FAULT"
+
+
+def test_notify_reader_keeps_the_last_state_when_a_burst_ends_in_master(tmp_path):
+    state_dir = _run_notify_reader(tmp_path, ['INSTANCE "VI_DNS" MASTER 150', 'INSTANCE "VI_DNS" BACKUP 150'] * 20
+                                   + ['INSTANCE "VI_DNS" MASTER 150'])
+    assert vip.read_state(str(state_dir / "VI_DNS.state"))["state"] == "MASTER"
 
 
 # --------------------------------------------------------------------------------------
