@@ -126,9 +126,11 @@ def status(inv):
             "link": (net.link_state(node.name) or "none") if running else "none",
             "pid": node.nspawn_pid() if running else None,
         }
+    bridge = net.links().get(BRIDGE)
     return {
         "bridge": BRIDGE,
-        "bridge_up": BRIDGE in net.links(),
+        "bridge_up": bridge is not None,
+        "bridge_mac": bridge.get("address") if bridge else None,
         "gateway": inv["network"]["gateway"],
         "subnet": inv["network"]["subnet"],
         "vip": inv["network"]["vip"],

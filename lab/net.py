@@ -27,16 +27,32 @@ def host_link(node):
     return name
 
 
+def bridge_mac(inv):
+    """The bridge's own MAC, locally administered, from the gateway address: 02:00 + its 4 bytes.
+
+    Set, not left to Linux: a bridge without one takes the lowest MAC of its ports and changes it
+    when that port goes away. On the lab that was alpha's: a power loss of alpha changed the
+    host's MAC, every node's ARP entry for the host went stale, and DNS answers on the VIP from
+    beta went nowhere for the 5 s until the nodes probed again. A LAN client's MAC does not
+    change when a Pi dies."""
+    gateway = ipaddress.IPv4Address(inv["network"]["gateway"]).packed
+    return "02:00:" + ":".join(f"{byte:02x}" for byte in gateway)
+
+
 def bridge_up(inv):
-    """Create the bridge with the gateway address (idempotent)."""
+    """Create the bridge with the gateway address and its own MAC (idempotent)."""
     net = ipaddress.IPv4Network(inv["network"]["subnet"])
     addr = f"{inv['network']['gateway']}/{net.prefixlen}"
-    if BRIDGE not in links():
-        log(f"creating bridge {BRIDGE} {addr}")
+    mac = bridge_mac(inv)
+    have_links = links()
+    if BRIDGE not in have_links:
+        log(f"creating bridge {BRIDGE} {addr} {mac}")
         run(
-            ["ip", "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"],
+            ["ip", "link", "add", BRIDGE, "address", mac, "type", "bridge", "stp_state", "0", "forward_delay", "0"],
             what=f"creating bridge {BRIDGE}",
         )
+    elif have_links[BRIDGE].get("address") != mac:
+        run(["ip", "link", "set", BRIDGE, "address", mac], what=f"setting the MAC of {BRIDGE}")
         ipv6 = pathlib.Path(f"/proc/sys/net/ipv6/conf/{BRIDGE}/disable_ipv6")
         if ipv6.exists():
             ipv6.write_text("1\n", encoding="ascii")  # IPv4 only: no link-local chatter

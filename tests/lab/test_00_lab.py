@@ -158,6 +158,23 @@ def test_up_twice_changes_nothing(lab):
     assert _pids(lab) == before
 
 
+def test_the_bridge_keeps_its_own_mac_as_nodes_come_and_go(lab, st):
+    """A LAN client's MAC does not change when a Pi dies: a bridge left to itself takes the
+    lowest MAC of its ports (alpha's once, and a power loss of alpha then cut DNS on the VIP for
+    5 s: every node's ARP entry for the host went stale)."""
+    assert st["bridge_mac"] == "02:00:0a:4d:00:01"  # 02:00 + the gateway 10.77.0.1
+    assert pathlib.Path("/sys/class/net/labbr0/addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+    links = {link["ifname"]: link["address"] for link in json.loads(
+        subprocess.run(["ip", "-j", "link", "show", "master", "labbr0"], capture_output=True, text=True, check=True).stdout)}
+    lowest = min(st["nodes"], key=lambda n: links[f"vb-{n}"])  # the MAC the bridge would take
+    lab.cli("power-loss", lowest)
+    try:
+        assert lab.status()["bridge_mac"] == st["bridge_mac"]
+    finally:
+        lab.cli("up", lowest)
+    assert lab.status()["bridge_mac"] == st["bridge_mac"]
+
+
 def test_power_loss_kills_everything_at_once(lab, st, observer):
     target = _role(st, "compute")[-2]
     assert lab.run(target, PROBE, check=True).stdout.strip() == "active"
