@@ -35,6 +35,17 @@ mpich-user-user-present:
     - shell: {{ mpich.shell }}
     - optional_groups: {{ mpich.groups | json }}
 
+{#- the compute user lingers: with logind's RemoveIPC (on in Debian), the end of the user's last
+    session (an ssh from mpiexec, a `sudo -iu`) removes every shared-memory file the user owns,
+    those of ranks a new job has just started too; UCX then fails in MPI_Init ("shm_unlink ...
+    No such file", seen on the lab). A lingering user is never finalised, so never cleaned. #}
+mpich-user-linger-cmd-run:
+  cmd.run:
+    - name: loginctl enable-linger {{ mpich.user }}
+    - creates: {{ mpich.linger_dir }}/{{ mpich.user }}
+    - require:
+      - user: mpich-user-user-present
+
 mpich-user-ssh-dir-file-directory:
   file.directory:
     - name: {{ ssh_dir }}

@@ -69,6 +69,21 @@ def test_mpiexec_runs_one_rank_per_compute_node(computed, cluster):
     assert sorted(proc.stdout.split()) == COMPUTE
 
 
+def test_the_compute_user_keeps_its_shared_memory_when_its_last_session_ends(computed, cluster):
+    """logind's RemoveIPC removes a user's /dev/shm files once its last session is gone (10 s
+    later, UserStopDelaySec): a CI run saw UCX fail in MPI_Init on a file removed under it. The
+    compute user lingers, so its files stay."""
+    probe = "/dev/shm/cluster-ipc-probe"
+    assert cluster.run("gamma", "loginctl show-user computeadm -p Linger", check=True).stdout.strip() == "Linger=yes"
+    # a session of the compute user on gamma, as mpiexec on epsilon opens one for its ranks
+    cluster.run("epsilon", f"sudo -iu computeadm ssh gamma 'echo probe > {probe}'", check=True)
+    try:
+        time.sleep(13)
+        assert cluster.run("gamma", f"cat {probe}").stdout.strip() == "probe", "the session's end removed the file"
+    finally:
+        cluster.run("gamma", f"sudo rm -f {probe}")
+
+
 def test_cluster_mpi_hello_reduces_across_four_hosts_and_ends_ten_times_in_a_row(computed, cluster):
     """MPI_Finalize used to hang in about 4 runs of 10 (MPICH 4.0.2 over UCX TCP; the fix that
     mpiexec preloads is salt/mpich/files/cluster-mpi-finalize.c): 10 runs must all end."""
