@@ -53,9 +53,9 @@ def bridge_up(inv):
         )
     elif have_links[BRIDGE].get("address") != mac:
         run(["ip", "link", "set", BRIDGE, "address", mac], what=f"setting the MAC of {BRIDGE}")
-        ipv6 = pathlib.Path(f"/proc/sys/net/ipv6/conf/{BRIDGE}/disable_ipv6")
-        if ipv6.exists():
-            ipv6.write_text("1\n", encoding="ascii")  # IPv4 only: no link-local chatter
+    ipv6 = pathlib.Path(f"/proc/sys/net/ipv6/conf/{BRIDGE}/disable_ipv6")
+    if ipv6.exists():
+        ipv6.write_text("1\n", encoding="ascii")  # IPv4 only: no link-local chatter
     have = run(["ip", "-j", "addr", "show", "dev", BRIDGE]).stdout
     addrs = [
         f"{a['local']}/{a['prefixlen']}"

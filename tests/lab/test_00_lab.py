@@ -164,6 +164,7 @@ def test_the_bridge_keeps_its_own_mac_as_nodes_come_and_go(lab, st):
     5 s: every node's ARP entry for the host went stale)."""
     assert st["bridge_mac"] == "02:00:0a:4d:00:01"  # 02:00 + the gateway 10.77.0.1
     assert pathlib.Path("/sys/class/net/labbr0/addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+    assert pathlib.Path("/proc/sys/net/ipv6/conf/labbr0/disable_ipv6").read_text().strip() == "1"  # IPv4 only
     links = {link["ifname"]: link["address"] for link in json.loads(
         subprocess.run(["ip", "-j", "link", "show", "master", "labbr0"], capture_output=True, text=True, check=True).stdout)}
     lowest = min(st["nodes"], key=lambda n: links[f"vb-{n}"])  # the MAC the bridge would take
