@@ -36,7 +36,7 @@ mpich-user-user-present:
     - optional_groups: {{ mpich.groups | json }}
 
 {#- the compute user lingers: with logind's RemoveIPC (on in Debian), the end of the user's last
-    session (an ssh from mpiexec, a `sudo -iu`) removes every shared-memory file the user owns,
+    session (the ssh sessions mpiexec opens on each node) removes every shared-memory file it owns,
     those of ranks a new job has just started too; UCX then fails in MPI_Init ("shm_unlink ...
     No such file", seen on the lab). A lingering user is never finalised, so never cleaned. #}
 mpich-user-linger-cmd-run:

@@ -162,7 +162,7 @@ def _run_notify_reader(tmp_path, events):
     ``events`` in one write; returns the state dir once the reader saw the end of the FIFO."""
     state_dir = tmp_path / "state"
     script = tmp_path / "notify-state"
-    script.write_text(_render("notify-state.jinja", "alpha").replace("dir=/run/keepalived-cluster\n", f"dir={state_dir}\n"))
+    script.write_text(_render("notify-state.jinja", "alpha", paths={**DEFAULTS["paths"], "state_dir": str(state_dir)}))
     fifo = tmp_path / "vrrp.fifo"
     os.mkfifo(fifo)
     reader = subprocess.Popen(["/bin/sh", str(script), str(fifo)])
