@@ -47,9 +47,18 @@ NETWORK_KEYS = {
     "dhcp_pool": (True, None),
     "ntp_upstream": (False, []),
     "dns_forwarders": (False, []),
+    "router": (False, None),
 }
 POOL_KEYS = {"start": (True, None), "end": (True, None)}
-NODE_KEYS = {"roles": (True, None), "ip": (True, None), "mac": (True, None), "model": (False, "")}
+# the bootstrap router: serves DHCP (the inventory's reservations) and DNS until the
+# lanservices pair takes over; kinds the handover knows how to stop
+ROUTER_KEYS = {"ip": (True, None), "kind": (True, None)}
+ROUTER_KINDS = ("openwrt",)
+# rebuild: manual (salt-run cluster.rebuild NODE) or auto (a DHCP lease for the node's MAC while
+# its minion is not connected starts the same rebuild)
+NODE_KEYS = {"roles": (True, None), "ip": (True, None), "mac": (True, None), "model": (False, ""),
+             "rebuild": (False, "manual")}
+REBUILD_MODES = ("manual", "auto")
 
 # Names the zone gives the deployer's services (CNAMEs to the deployer).
 DEPLOYER_SERVICE_NAMES = ("salt", "pkgcache", "status")
@@ -264,6 +273,19 @@ def _check(data, problems):  # pylint: disable=too-many-locals,too-many-branches
                     _ip(where, value, problems)
                 elif not (dns_name_ok(value) or _is_ip(value)):
                     problems.append(f"{where}: {_show(value)} is neither a DNS name nor an IPv4 address")
+        if net.get("router") is not None:
+            router = _keys("cluster.network.router", net["router"], ROUTER_KEYS, problems)
+            if router is not None:
+                address = _ip("cluster.network.router.ip", router["ip"], problems) if "ip" in router else None
+                if address and gateway and address != gateway:
+                    problems.append(f"cluster.network.router.ip: {address} is not the gateway {gateway} "
+                                    "(the router is the LAN's gateway)")
+                if "kind" in router and router["kind"] not in ROUTER_KINDS:
+                    problems.append(f"cluster.network.router.kind: {_show(router['kind'])} is not one of "
+                                    f"{', '.join(ROUTER_KINDS)}")
+                if address:
+                    router["ip"] = str(address)
+                net["router"] = router
         net = {
             **net,
             "dhcp_pool": {"start": str(pool[0]), "end": str(pool[1])} if pool else net.get("dhcp_pool"),
@@ -327,6 +349,8 @@ def _check(data, problems):  # pylint: disable=too-many-locals,too-many-branches
                     problems.append(f"{where}.mac: {mac} is also the MAC of {seen_macs[norm]}")
                 seen_macs.setdefault(norm, name)
                 node["mac"] = norm
+        if node.get("rebuild") not in REBUILD_MODES:
+            problems.append(f"{where}.rebuild: {_show(node.get('rebuild'))} is not one of {', '.join(REBUILD_MODES)}")
         if not isinstance(node.get("model"), str):
             problems.append(f"{where}.model: must be a string, got {_show(node.get('model'))}")
         nodes[name] = node

@@ -46,6 +46,7 @@ def test_node_view():
     assert model.node("alpha") == {
         "name": "alpha", "fqdn": "alpha.dc1.b3rry.clust0r", "ip": "192.168.10.6",
         "mac": "b8:27:eb:00:00:06", "roles": ["lanservices"], "model": "Raspberry Pi Model B Plus Rev 1.2",
+        "rebuild": "manual",
     }
 
 

@@ -94,7 +94,29 @@ CASES = {
     "missing domain": (_set("cluster.domain", DELETE), "cluster.domain: required key is missing"),
     "no nodes": (_set("cluster.nodes", {}), "cluster.nodes: must be a non-empty mapping"),
     "forwarder invalid": (_set("cluster.network.dns_forwarders", ["1.2.3"]), "cluster.network.dns_forwarders[0]: '1.2.3' is not an IPv4 address"),
+    # zero-touch: rebuild mode, the bootstrap router
+    "rebuild mode typo": (_set(f"{N}.gamma.rebuild", "automatic"), "cluster.nodes.gamma.rebuild: 'automatic' is not one of manual, auto"),
+    "rebuild not a string": (_set(f"{N}.gamma.rebuild", True), "cluster.nodes.gamma.rebuild: bool True is not one of"),
+    "router not the gateway": (_set("cluster.network.router", {"ip": "192.168.10.2", "kind": "openwrt"}),
+                               "cluster.network.router.ip: 192.168.10.2 is not the gateway 192.168.10.1"),
+    "router kind unknown": (_set("cluster.network.router", {"ip": "192.168.10.1", "kind": "mikrotik"}),
+                            "cluster.network.router.kind: 'mikrotik' is not one of openwrt"),
+    "router without kind": (_set("cluster.network.router", {"ip": "192.168.10.1"}), "cluster.network.router.kind: required key is missing"),
+    "router typo": (_set("cluster.network.router", {"ip": "192.168.10.1", "kind": "openwrt", "knd": 1}),
+                    "cluster.network.router.knd: unknown key"),
+    "router not a mapping": (_set("cluster.network.router", "192.168.10.1"), "cluster.network.router: must be a mapping"),
 }
+
+
+def test_rebuild_defaults_to_manual_and_router_is_optional(inv):
+    checked = model.check(inv)
+    assert {spec["rebuild"] for spec in checked["nodes"].values()} == {"manual"}
+    assert checked["network"]["router"] is None
+    inv["cluster"]["nodes"]["gamma"]["rebuild"] = "auto"
+    inv["cluster"]["network"]["router"] = {"ip": "192.168.10.1", "kind": "openwrt"}
+    checked = model.check(inv)
+    assert checked["nodes"]["gamma"]["rebuild"] == "auto" and checked["nodes"]["delta"]["rebuild"] == "manual"
+    assert checked["network"]["router"] == {"ip": "192.168.10.1", "kind": "openwrt"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
