@@ -66,6 +66,21 @@ dhcpd-omapi-key-file-managed:
     - require:
       - file: dhcpd-config-dir-file-directory
 
+{%- if dhcpd.commit_hook %}
+
+dhcpd-commit-hook-file-managed:
+  file.managed:
+    - name: {{ root ~ dhcpd.commit_hook }}
+    - source: salt://dhcpd/files/cluster-dhcp-commit.jinja
+    - template: jinja
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0755'
+    - context:
+        dhcpd: {{ dhcpd | json }}
+{%- endif %}
+
 dhcpd-config-file-managed:
   file.managed:
     - name: {{ root ~ dhcpd.config }}
@@ -82,6 +97,9 @@ dhcpd-config-file-managed:
     - tmp_ext: .conf
     - require:
       - file: dhcpd-omapi-key-file-managed
+{%- if dhcpd.commit_hook %}
+      - file: dhcpd-commit-hook-file-managed
+{%- endif %}
 
 {%- if dhcpd.omapi.localhost_only %}
 

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -216,6 +217,15 @@ def test_live_failover_pair(pair, alpha, beta, roots, tmp_path):
     stranger = udhcpc(lan, tmp_path, "stranger", "02:00:00:00:00:99")
     last = int(stranger["ip"].rsplit(".", 1)[1])
     assert stranger["ip"].startswith("192.168.10.") and 200 <= last <= 240, stranger["ip"]
+    # the commit hook recorded delta's lease on the server that gave it (the other one may too:
+    # both answer a fixed address; the master takes one), and nothing for the stranger (only
+    # inventory nodes have a hook): what the minion's beacon hands the master
+    spools = {name: roots[name] / "run/cluster-dhcp-commits" for name in ("alpha", "beta")}
+    records = {name: sorted(p.name for p in spool.iterdir()) if spool.exists() else [] for name, spool in spools.items()}
+    server = "alpha" if lease["serverid"] == ALPHA else "beta"
+    assert records[server] == ["delta"] and set(records["alpha"] + records["beta"]) == {"delta"}, records
+    address, stamp = (spools[server] / "delta").read_text().split()
+    assert address == "192.168.10.21" and abs(int(stamp) - time.time()) < 60
 
     # 3. OMAPI: the guard refuses connections that do not come over lo; unguarded beta accepts
     subprocess.run(["ip", "-n", lan.ns["client"], "addr", "add", "192.168.10.50/24", "dev", "eth0"], check=True)

@@ -118,6 +118,9 @@ def test_a_fixed_address_for_every_node_by_mac():
     for name, node in INV["cluster"]["nodes"].items():
         assert hosts[name] == [
             f"hardware ethernet {node['mac']}", f"fixed-address {node['ip']}", f'option host-name "{name}"',
+            # the lease is handed to the master (zero-touch rebuild): the node's name and address
+            f'on commit {{ execute("/usr/local/sbin/cluster-dhcp-commit", "{name}", '
+            'binary-to-ascii(10, 8, ".", leased-address))', "}",
         ]
 
 
