@@ -642,6 +642,7 @@ def rebuild(node, timeout=1800):
     try:
         fingerprint, trusted_now = _trust_host_key(node, ip, known_hosts)
         report["host_key"] = fingerprint
+        _remove("waiting", node)  # a node that waited for this command (cluster.dhcp_lease)
         if trusted_now:
             _progress(f"{node} ({ip}): trusting its new host key {fingerprint} (declared by cluster.rebuild)", audit=True)
         if not _read("provisioned", node) or not _call(node, "grains.get", [PROVISIONED_GRAIN], timeout=10).get(node):
@@ -686,6 +687,93 @@ def rebuild(node, timeout=1800):
             return _fail(report)
     report["comment"] = f"{node} was not provisioned within {timeout} s"
     return _fail(report)
+
+
+# --------------------------------------------------------------------------------------
+# Zero-touch rebuild: a DHCP lease for a node whose minion is gone (the dhcp_commits beacon
+# of the lanservices pair, through salt/reactor/dhcp-lease.sls)
+# --------------------------------------------------------------------------------------
+
+ZERO_TOUCH_INTERVAL = 900  # s: at most one zero-touch rebuild of a node started in this time
+
+
+def zero_touch_decision(node, inv, connected, last_started, now, interval=ZERO_TOUCH_INTERVAL):
+    """
+    What a DHCP lease for ``node`` means, as ``(action, why)``: ``ignore`` (not an inventory
+    node, the deployer, a node whose minion is connected: a renewal, or a rebuild started less
+    than ``interval`` s ago), ``wait`` (a node with ``rebuild: manual`` whose minion is gone:
+    it waits for ``salt-run cluster.rebuild``) or ``rebuild`` (``rebuild: auto``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run cluster.zero_touch_decision gamma "$(salt-run cluster.inventory --out=json)" "[]" 0 0
+    """
+    spec = (inv.get("nodes") or {}).get(node)
+    if spec is None:
+        return "ignore", f"{node!r} is not a node of the inventory"
+    if "deployer" in spec["roles"]:
+        return "ignore", f"{node} is the deployer: bootstrap/deployer rebuilds it"
+    if node in connected:
+        return "ignore", f"{node}'s minion is connected (a lease renewal)"
+    if spec.get("rebuild", "manual") != "auto":
+        return "wait", f"{node}'s minion is gone and it has rebuild: manual: salt-run cluster.rebuild {node}"
+    if last_started is not None and now - last_started < interval:
+        return "ignore", (f"a zero-touch rebuild of {node} started {int(now - last_started)} s ago "
+                          f"(one per {interval} s at most)")
+    return "rebuild", f"{node}'s minion is gone and it has rebuild: auto"
+
+
+def _minion_answers(node):
+    """True when ``node``'s minion is connected and answers now (a connection the master still
+    sees may belong to a card that was pulled)."""
+    import salt.utils.minions  # pylint: disable=import-outside-toplevel
+
+    try:
+        if node not in salt.utils.minions.CkMinions(__opts__).connected_ids(subset=[node]):
+            return False
+    except Exception as exc:  # pylint: disable=broad-except
+        log.info("cluster.dhcp_lease: cannot tell whether %s is connected: %s", node, exc)
+    return bool(_call(node, "test.ping", timeout=5).get(node))
+
+
+def dhcp_lease(node, server=None, address=None):
+    """
+    A lease the DHCP pair gave inventory node ``node`` (the reactor calls it for each event of
+    the pair's dhcp_commits beacon; ``server`` is the minion that sent it). When the node's
+    minion is gone: with ``rebuild: auto``, the same rebuild as ``salt-run cluster.rebuild
+    NODE`` (same lock, at most one start per ZERO_TOUCH_INTERVAL s), logged with the MAC, the
+    node and the new host key's fingerprint; with ``rebuild: manual``, a record that
+    ``cluster.status`` shows (waiting for cluster.rebuild). Anything else changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run cluster.dhcp_lease gamma server=alpha address=10.77.0.23
+    """
+    inv = inventory()
+    report = {"node": node, "server": server, "address": address}
+    if server is not None and server not in _model().nodes("lanservices", inv):
+        report.update(action="ignore", comment=f"{server!r} is not a lanservices node: its lease events are not trusted")
+        log.warning("cluster.dhcp_lease: %s", report["comment"])
+        return report
+    connected = [node] if node in inv["nodes"] and _minion_answers(node) else []
+    last = (_read("zero_touch", node) or {}).get("started") if node in inv["nodes"] else None
+    action, why = zero_touch_decision(node, inv, connected, last, time.time())
+    report.update(action=action, comment=why)
+    mac = inv["nodes"].get(node, {}).get("mac")
+    if action == "wait":
+        _write("waiting", node, {"time": _now(), "mac": mac, "address": address, "server": server})
+        _progress(f"DHCP lease for {mac} ({node}) at {address} from {server}: {why}", audit=True)
+    if action != "rebuild":
+        return report
+    _write("zero_touch", node, {"started": time.time(), "time": _now(), "mac": mac, "server": server})
+    _remove("waiting", node)
+    _progress(f"zero-touch: DHCP lease for {mac} ({node}) at {address} from {server}; {why}: rebuilding", audit=True)
+    report["rebuild"] = rebuild(node)
+    return report
 
 
 # --------------------------------------------------------------------------------------

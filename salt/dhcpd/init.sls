@@ -175,6 +175,17 @@ dhcpd-service-running:
 {%- for sid in watched %}
       - file: {{ sid }}
 {%- endfor %}
+{%- if dhcpd.commit_hook %}
+
+{#- the hook's records reach the master as events (_beacons/dhcp_commits.py); the reactor's
+    cluster.dhcp_lease decides (zero-touch rebuild of a node with rebuild: auto) #}
+dhcpd-commits-beacon-present:
+  beacon.present:
+    - name: dhcp_commits
+    - save: True
+    - spool: {{ root ~ dhcpd.commit_spool }}
+    - interval: {{ dhcpd.commit_beacon_interval }}
+{%- endif %}
 {%- endif %}
 
 {#- Time ordering (issue 12): a systemd drop-in orders dhcpd after time-sync.target (chrony-wait,
