@@ -1114,7 +1114,9 @@ def _status_cached_grain(nodes):
 
 
 def _status_build_records(nodes):
-    """{node: {"state": "building"|"failed", ...}} from the master's build records."""
+    """{node: {"state": "building"|"waiting"|"failed", ...}} from the master's build records
+    (waiting: a DHCP lease came for the node while its minion was gone, and it has
+    rebuild: manual; cluster.dhcp_lease)."""
     base = os.path.join(__opts__["cachedir"], "cluster")
 
     def read(kind, node):
@@ -1127,9 +1129,12 @@ def _status_build_records(nodes):
     out = {}
     now = time.time()
     for node in nodes:
-        lock, failed = read("locks", node), read("failed", node)
+        lock, failed, waiting = read("locks", node), read("failed", node), read("waiting", node)
         if lock and lock.get("expires", 0) > now:
             out[node] = {"state": "building", "since": lock.get("since")}
+        elif waiting:
+            out[node] = {"state": "waiting", "time": waiting.get("time"), "mac": waiting.get("mac"),
+                         "address": waiting.get("address"), "server": waiting.get("server")}
         elif failed:
             out[node] = {"state": "failed", "time": failed.get("time")}
     return out
@@ -1164,19 +1169,25 @@ def _status_report(view, answers, highstates=None, cached=None, builds=None, k3s
         grain, error = _status_answer(data, "grains.get")
         answered = data is not None and error is None
         provisioned = (grain or None) if answered else (cached.get(name) or None)
+        build = builds.get(name)
+        if (build or {}).get("state") == "waiting" and up[name]:
+            build = None  # its minion is back: the lease was not a re-flash after all
         nodes[name] = {
             "up": up[name],
             "roles": view["roles"][name],
             "provisioned": provisioned,
             "last_highstate": highstates.get(name),
-            "build": builds.get(name),
+            "build": build,
         }
+        if (build or {}).get("state") == "waiting":
+            problems.append(f"{name} was re-flashed (DHCP lease for {build.get('mac')} at {build.get('time')} from "
+                            f"{build.get('server')}): waiting for salt-run cluster.rebuild {name}")
         if answered and not provisioned:
             problems.append(f"{name} is not provisioned")
         if (highstates.get(name) or {}).get("result") is False:
             problems.append(f"{name}: last highstate failed ({highstates[name]['time']})")
-        if (builds.get(name) or {}).get("state") == "failed":
-            problems.append(f"{name}: last build failed ({builds[name].get('time')})")
+        if (build or {}).get("state") == "failed":
+            problems.append(f"{name}: last build failed ({build.get('time')})")
         chrony, error = _status_answer(data, "chrony.status")
         if data is None:
             ntp[name] = None

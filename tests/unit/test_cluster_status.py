@@ -539,3 +539,20 @@ def test_last_highstate_from_the_redis_job_cache(opts, monkeypatch):
     # the index alone (the newest state.highstate/state.apply of the node was a highstate): no scan
     monkeypatch.setattr(FakeRedis, "scan_iter", None)
     assert runner._status_highstates(["psi"]) == {"psi": expect()["psi"]}
+
+
+def test_a_reflashed_node_without_rebuild_auto_shows_as_waiting_for_cluster_rebuild(view):
+    """cluster.dhcp_lease's waiting record: shown (and a problem) while the node is gone, dropped
+    once its minion answers again (the lease was a renewal after all)."""
+    waiting = {"state": "waiting", "time": "2025-12-01T10:04:00+00:00", "mac": "b8:27:eb:00:00:24",
+               "address": "192.168.10.24", "server": "alpha"}
+    answers = healthy_answers()
+    for job in answers.values():
+        job.pop("zeta", None)
+    report = runner._status_report(view, answers, builds={"zeta": waiting}, k3s_note=NOTE)
+    assert report["nodes"]["zeta"]["build"] == waiting
+    assert ("zeta was re-flashed (DHCP lease for b8:27:eb:00:00:24 at 2025-12-01T10:04:00+00:00 from alpha): "
+            "waiting for salt-run cluster.rebuild zeta") in report["problems"]
+    assert "[waiting]" in next(line for line in runner._status_table(report).splitlines() if line.startswith("zeta "))
+    back = runner._status_report(view, healthy_answers(), builds={"zeta": waiting}, k3s_note=NOTE)
+    assert back["nodes"]["zeta"]["build"] is None and not any("re-flashed" in p for p in back["problems"])

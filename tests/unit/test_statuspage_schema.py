@@ -67,6 +67,7 @@ NOT_ACCEPTED = {
     "highstate changes negative": (("cluster", "nodes", "gamma", "last_highstate", "changes"), -1),
     "unknown build state": (("cluster", "nodes", "gamma", "build"), {"state": "queued", "since": None}),
     "building without since": (("cluster", "nodes", "gamma", "build"), {"state": "building"}),
+    "waiting without its lease": (("cluster", "nodes", "gamma", "build"), {"state": "waiting", "time": None}),
     "dns serial as a string": (("cluster", "dns_serials", "alpha", "cluster.lan"), "2026120103"),
     "dhcp state as a number": (("cluster", "dhcp_failover", "alpha", "state"), 2),
     "ntp synced as a string": (("cluster", "ntp", "gamma", "synced"), "yes"),
@@ -97,6 +98,13 @@ REQUIRED = [
     ("cluster", "problems"), ("cluster", "k3s"), ("history", 0, "failed"), ("history", 0, "duration"),
     ("pair", "alpha", "vip_held"), ("pair", "alpha", "dns_serials"), ("vip", "holder"),
 ]
+
+
+def test_a_node_waiting_for_cluster_rebuild_is_accepted():
+    doc = healthy()
+    doc["cluster"]["nodes"]["gamma"]["build"] = {"state": "waiting", "time": "2026-12-01T18:47:32+00:00",
+                                                 "mac": "b8:27:eb:00:00:23", "address": "192.168.10.23", "server": "alpha"}
+    assert errors(doc) == []
 
 
 @pytest.mark.parametrize(("where", "value"), NOT_ACCEPTED.values(), ids=NOT_ACCEPTED.keys())
