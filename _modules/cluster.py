@@ -53,7 +53,7 @@ POOL_KEYS = {"start": (True, None), "end": (True, None)}
 # the bootstrap router: serves DHCP (the inventory's reservations) and DNS until the
 # lanservices pair takes over; kinds the handover knows how to stop
 ROUTER_KEYS = {"ip": (True, None), "kind": (True, None)}
-ROUTER_KINDS = ("openwrt",)
+ROUTER_KINDS = ("openwrt", "dnsmasq")  # cluster.router_handover knows how to hand over from each
 # rebuild: manual (salt-run cluster.rebuild NODE) or auto (a DHCP lease for the node's MAC while
 # its minion is not connected starts the same rebuild)
 NODE_KEYS = {"roles": (True, None), "ip": (True, None), "mac": (True, None), "model": (False, ""),

@@ -690,6 +690,84 @@ def rebuild(node, timeout=1800):
 
 
 # --------------------------------------------------------------------------------------
+# The bootstrap router: its DHCP served the vanilla cards until the lanservices pair serves
+# --------------------------------------------------------------------------------------
+
+# How each kind of router stops its DHCP and keeps its DNS, run there as root over SSH. Each
+# prints "changed" or "unchanged" last. Both end in dnsmasq's no-dhcp-interface.
+ROUTER_DHCP_OFF = {
+    # OpenWRT's own tools: dhcp.lan.ignore=1 (unproven here: the lab has no OpenWRT)
+    "openwrt": (
+        'if [ "$(uci -q get dhcp.lan.ignore)" = 1 ]; then echo unchanged; else '
+        "uci set dhcp.lan.ignore=1 && uci commit dhcp && /etc/init.d/dnsmasq reload && echo changed; fi"
+    ),
+    # a Linux router with dnsmasq under systemd (the lab's stand-in), on the interface that
+    # holds the router's address; a dnsmasq that does not restart with it gets its old config back
+    "dnsmasq": (
+        "i=$(ip -o -4 addr show to {ip}/32 | awk '{{print $2; exit}}'); "
+        '[ -n "$i" ] || {{ echo "no interface holds {ip}" >&2; exit 1; }}; '
+        'f=/etc/dnsmasq.d/zz-cluster-handover.conf; line="no-dhcp-interface=$i"; '
+        'if [ "$(cat $f 2>/dev/null)" = "$line" ]; then echo unchanged; exit 0; fi; '
+        'echo "$line" > $f; '
+        "if systemctl restart dnsmasq; then echo changed; else rm -f $f; systemctl restart dnsmasq; exit 1; fi"
+    ),
+}
+DHCP_SERVING = ("normal", "communications-interrupted", "partner-down")  # a peer in these answers
+
+
+def router_handover(wait=120):
+    """
+    Hand DHCP over from the bootstrap router (``cluster.network.router``) to the lanservices
+    pair, once a peer of the pair serves (its failover state, waited for up to ``wait``
+    seconds): over SSH as root with the deployer's key, the router's own tools turn its DHCP
+    off and keep its DNS. Its host key is trusted on first use (a changed key is refused).
+    Nothing to do without a router in the inventory, or when its DHCP is already off.
+    ``orch.cluster`` runs it after the pair's highstate.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run cluster.router_handover
+    """
+    inv = inventory()
+    router = inv["network"].get("router")
+    if not router:
+        return {"result": True, "changed": False, "comment": "no router in the inventory: nothing to hand over"}
+    ip, kind = router["ip"], router["kind"]
+    pair = _model().lanservices(inv)
+    both = ",".join([pair["primary"], pair["secondary"]])
+
+    def serving():
+        states = _call(both, "dhcpd_failover.status", tgt_type="list")
+        return sorted(n for n, peers in states.items() if isinstance(peers, dict) and any(
+            isinstance(p, dict) and p.get("local_state") in DHCP_SERVING for p in peers.values()))
+
+    servers = _wait_for(serving, float(wait), interval=3)
+    if not servers:
+        return _fail({"result": False, "comment": f"no peer of the lanservices pair ({both}) serves DHCP "
+                      f"after {wait} s: the router {ip} keeps serving"})
+    key = os.path.join(__opts__.get("cluster_secrets_dir", "/etc/salt/cluster-secrets"), "ssh", "deployer_ed25519")
+    known_hosts = __opts__.get("known_hosts_file", "/etc/salt/pki/ssh_known_hosts")
+    proc = subprocess.run(
+        ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=accept-new",
+         "-o", f"UserKnownHostsFile={known_hosts}", "-o", "LogLevel=ERROR", f"root@{ip}",
+         ROUTER_DHCP_OFF[kind].format(ip=ip)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    said = proc.stdout.split()
+    if proc.returncode != 0 or not said or said[-1] not in ("changed", "unchanged"):
+        return _fail({"result": False, "comment": f"the handover on the router {ip} ({kind}) failed "
+                      f"(exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}"})
+    changed = said[-1] == "changed"
+    if changed:
+        _progress(f"router {ip} ({kind}): DHCP handed over to {both} (the router's DHCP is off)", audit=True)
+    return {"result": True, "changed": changed, "router": ip, "kind": kind, "serving": servers,
+            "comment": f"DHCP is served by {', '.join(servers)}; the router {ip} answers no DHCP"
+            + ("" if changed else " (already)")}
+
+
+# --------------------------------------------------------------------------------------
 # Zero-touch rebuild: a DHCP lease for a node whose minion is gone (the dhcp_commits beacon
 # of the lanservices pair, through salt/reactor/dhcp-lease.sls)
 # --------------------------------------------------------------------------------------
@@ -773,6 +851,8 @@ def dhcp_lease(node, server=None, address=None):
     _remove("waiting", node)
     _progress(f"zero-touch: DHCP lease for {mac} ({node}) at {address} from {server}; {why}: rebuilding", audit=True)
     report["rebuild"] = rebuild(node)
+    _progress(f"zero-touch: {node} ({mac}) host key {report['rebuild'].get('host_key')}: "
+              f"{report['rebuild'].get('comment')}", audit=True)
     return report
 
 

@@ -15,7 +15,7 @@ from . import REPO, cluster, lanservices, statuspage
 from . import __doc__ as bench_doc
 from .common import BenchError, Nodes, Table, lab, log, now, status
 
-PARTS = ("cold", "noop", "dns", "vip", "rebuild", "page")
+PARTS = ("cold", "noop", "dns", "vip", "rebuild", "zerotouch", "page")
 ROWS = {  # the rows a part fills, for a part that does not run
     "cold": ["cold `make lab` (caches kept)"],
     "noop": ["no-op highstate, all 7 nodes"],
@@ -24,6 +24,7 @@ ROWS = {  # the rows a part fills, for a part that does not run
             "DHCP lease, new client, both peers up",
             "DHCP lease, new client, alpha down"],
     "rebuild": ["rebuild MTTR: gamma", "rebuild MTTR: beta"],
+    "zerotouch": ["zero-touch MTTR: epsilon"],
     "page": ["status page load (VIP, headless chromium)", "status page data age (deployer up)"],
 }
 
@@ -91,6 +92,7 @@ def main(argv=None):
         "dns": lambda nodes: lanservices.dns_propagation(nodes, table, args.dns_cycles),
         "vip": lambda nodes: lanservices.vip_failover(nodes, table, args.vip_runs),
         "rebuild": lambda nodes: cluster.rebuilds(nodes, table, args.rebuild),
+        "zerotouch": lambda nodes: cluster.zero_touch(nodes, table),
         "page": lambda nodes: statuspage.statuspage(nodes, table, args.page_runs),
     }
     why_not = "not run"

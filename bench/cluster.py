@@ -140,13 +140,13 @@ def rebuild_available(nodes):
     return found, (proc.stdout + proc.stderr).strip()[-300:]
 
 
-def healthy_gamma(nodes):
-    """mpiexec from delta reaches all 4 compute nodes, gamma among them: (ok, detail)."""
+def healthy_compute(nodes, node="gamma"):
+    """mpiexec from delta reaches all 4 compute nodes, ``node`` among them: (ok, detail)."""
     proc = nodes.run(
         "delta", "sudo -u computeadm timeout 60 mpiexec -f /etc/mpich/hosts -n 4 hostname", timeout=120
     )
     hosts = proc.stdout.split()
-    ok = proc.returncode == 0 and len(hosts) == 4 and "gamma" in hosts
+    ok = proc.returncode == 0 and len(hosts) == 4 and node in hosts
     return ok, f"mpiexec exit {proc.returncode}: {' '.join(hosts) or proc.stderr.strip()[-200:]}"
 
 
@@ -171,7 +171,7 @@ def healthy_beta(nodes):
 
 HEALTH = {
     "gamma": (
-        healthy_gamma,
+        healthy_compute,
         "`sudo -u computeadm mpiexec -f /etc/mpich/hosts -n 4 hostname` on delta prints 4 hostnames, gamma one",
     ),
     "beta": (
@@ -256,3 +256,60 @@ def rebuilds(nodes, table, which=("gamma", "beta")):
             table.not_measured(f"rebuild MTTR: {node}", str(exc))
         nodes.st = status()  # a reflashed node may have come back with another pid; keep the view fresh
     return available
+
+
+# --------------------------------------------------------------------------------------
+# zero-touch MTTR: a re-flashed node with rebuild: auto comes back with no command
+# --------------------------------------------------------------------------------------
+
+ZERO_TOUCH_NODE = "epsilon"  # rebuild: auto in lab/inventory.yaml
+
+
+def _provisioned(nodes, node):
+    return nodes.salt(f"-t 10 {node} grains.get cluster_provisioned", timeout=60).get(node) or None
+
+
+def zero_touch_mttr(nodes, table, node=ZERO_TOUCH_NODE, timeout=900):
+    figure = f"zero-touch MTTR: {node}"
+    method = (
+        f"`python3 -m lab reflash {node}` and nothing else ({node} has rebuild: auto in lab/inventory.yaml: "
+        "its DHCP lease from the pair starts cluster.rebuild through the reactor); figure = from the reflash "
+        "command (old card off, wiped, powered on) to provisioned (a new cluster_provisioned grain) AND healthy "
+        f"(`mpiexec -n 4 hostname` on delta prints 4 hostnames, {node} one), polled every 5 s; lab host clock"
+    )
+    if (nodes.st["nodes"].get(node) or {}).get("state") != "running":
+        return table.not_measured(figure, f"{node} is not running", method)
+    ok, detail = healthy_compute(nodes, node)
+    old = _provisioned(nodes, node)
+    if not ok or not old:
+        return table.not_measured(figure, f"{node} not provisioned and healthy before the reflash ({detail})", method)
+    started = now()
+    reflash, _ = lab("reflash", node, timeout=600)
+    booted = now()
+    log(f"{node} reflashed and powered on in {reflash:.1f} s; waiting for the zero-touch rebuild (no command)")
+    provisioned_at = None
+    while now() - started < timeout:
+        marker = _provisioned(nodes, node)
+        if marker and marker != old:
+            provisioned_at = provisioned_at or now()
+            ok, detail = healthy_compute(nodes, node)
+            if ok:
+                end = now()
+                return table.add(
+                    figure,
+                    f"{end - started:.1f} s (reflash and power-on {reflash:.1f} s, then provisioned "
+                    f"{provisioned_at - booted:.1f} s and healthy {end - booted:.1f} s later)",
+                    method, reflash=reflash, mttr=end - started, provisioned_after_boot=provisioned_at - booted,
+                    healthy_after_boot=end - booted, health=detail,
+                )
+        time.sleep(5)
+    return table.add(figure, f"NOT provisioned and healthy {timeout} s after the reflash: {detail}", method,
+                     measured=False, reflash=reflash, provisioned_at=provisioned_at)
+
+
+def zero_touch(nodes, table):
+    try:
+        zero_touch_mttr(nodes, table)
+    except BenchError as exc:
+        table.not_measured(f"zero-touch MTTR: {ZERO_TOUCH_NODE}", str(exc))
+    nodes.st = status()

@@ -20,6 +20,8 @@ def _status(inv, as_json):
         f"bridge {st['bridge']} ({'up' if st['bridge_up'] else 'absent'})  subnet {st['subnet']}  "
         f"vip {st['vip']}  domain {st['domain']}  packages {server}"
     )
+    rtr = st["router"]
+    print(f"router {rtr['ip']} ({rtr['state']}, DHCP {rtr['dhcp']})  host {st['host']}")
     print(f"{'NODE':9}{'IP':15}{'MAC':19}{'ROLES':13}{'STATE':9}{'LINK':6}PID")
     for name, n in st["nodes"].items():
         print(

@@ -11,11 +11,12 @@ import json
 import subprocess
 import time
 
-from . import HTTP_PORT, REPO, LabError, access
+from . import HTTP_PORT, REPO, LabError, access, net, router
 from .host import log
 from .inventory import model
 
 CHECKOUT = "/srv/cluster"
+DEPLOYER_KEY = "/etc/salt/cluster-secrets/ssh/deployer_ed25519"  # bootstrap/generate-secrets
 
 
 def on_node(node, command, stdin=None, timeout=900):
@@ -53,7 +54,7 @@ def bootstrap(inv, nodes):
     if down:
         raise LabError(f"nodes not running: {', '.join(down)} (python3 -m lab up)")
     deployer = by_name[model().deployer(inv)]
-    cache = f"http://{inv['network']['gateway']}:{HTTP_PORT}"
+    cache = f"http://{net.host_address(inv)}:{HTTP_PORT}"
     times = {}
 
     started = time.monotonic()
@@ -78,6 +79,10 @@ def bootstrap(inv, nodes):
         "bootstrap/deployer",
     )
     log(out.strip().splitlines()[-1] if out.strip() else "")
+    # what an admin does once on the real router: let the deployer's key in (for the handover)
+    router.router(inv).authorize(
+        _checked(deployer, f"sudo cat {DEPLOYER_KEY}.pub", "reading the deployer's public key")
+    )
     times["deployer"] = time.monotonic() - started
 
     started = time.monotonic()

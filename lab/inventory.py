@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from . import REPO, LabError
+from .net import host_address
 
 MODEL_FILE = REPO / "_modules" / "cluster.py"
 
@@ -63,7 +64,7 @@ def etc_hosts(inv, gateway_name="labhost"):
     lines = [
         "127.0.0.1\tlocalhost",
         "::1\t\tlocalhost ip6-localhost ip6-loopback",
-        f"{inv['network']['gateway']}\t{gateway_name}",
+        f"{host_address(inv)}\t{gateway_name}",
     ]
     for entry in model().hosts_entries(inv):
         lines.append(f"{entry['ip']}\t{' '.join(entry['names'])}")

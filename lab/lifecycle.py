@@ -7,7 +7,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import BRIDGE, STATE, LabError, access, cgroup, image, net, proc, repo
+from . import BRIDGE, STATE, LabError, access, cgroup, image, net, proc, repo, router
 from .host import ensure_tools, log, preflight, require_root
 from .mount import mounts_under, umount
 from .node import Node, on_disk
@@ -52,7 +52,8 @@ def up(inv, names=()):
     selected = nodes_of(inv, names)
     root = build()  # a no-op when cached; rebuilds the repository when a package list changed
     net.bridge_up(inv)
-    repo.serve(inv["network"]["gateway"])
+    repo.serve(net.host_address(inv))
+    _router_up(root, inv)
     todo = [n for n in selected if not n.running()]
     if not todo:
         log("all requested nodes are running")
@@ -73,6 +74,18 @@ def up(inv, names=()):
         )
     log(f"{len(todo)} node(s) up in {time.monotonic() - started:.1f} s")
     return waited
+
+
+def _router_up(root, inv):
+    """The router stand-in first: the vanilla nodes ask it for their address (idempotent)."""
+    rtr = router.router(inv)
+    if rtr.running():
+        return
+    started = time.monotonic()
+    rtr.prepare(root, inv)
+    rtr.boot()
+    rtr.wait_ssh()
+    log(f"{rtr.name:8} {rtr.spec['ip']:15} up (dnsmasq: DHCP and DNS) in {time.monotonic() - started:.1f} s")
 
 
 def down():
@@ -127,6 +140,7 @@ def status(inv):
             "pid": node.nspawn_pid() if running else None,
         }
     bridge = net.links().get(BRIDGE)
+    rtr = router.router(inv)
     return {
         "bridge": BRIDGE,
         "bridge_up": bridge is not None,
@@ -135,7 +149,14 @@ def status(inv):
         "subnet": inv["network"]["subnet"],
         "vip": inv["network"]["vip"],
         "domain": inv["domain"],
-        "package_server": f"http://{inv['network']['gateway']}:{repo.HTTP_PORT}/"
+        "host": net.host_address(inv),
+        "router": {
+            "ip": rtr.spec["ip"],
+            "mac": rtr.spec["mac"],
+            "state": "running" if rtr.running() else "stopped",
+            "dhcp": "serving" if rtr.running() and rtr.dhcp_serving() else "off",
+        },
+        "package_server": f"http://{net.host_address(inv)}:{repo.HTTP_PORT}/"
         if repo.server_pid()
         else None,
         "nodes": nodes,

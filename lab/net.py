@@ -1,7 +1,9 @@
 """The lab bridge and the nodes' host-side links (``vb-NODE``, made by nspawn --network-bridge).
 
-The bridge carries the host's address (the inventory gateway) and nothing else: no forwarding,
-no NAT, no uplink. Nodes get no default route, so their traffic cannot leave the bridge.
+The bridge carries the host's address (the last address of the subnet: the package source is
+served there) and nothing else: no forwarding, no NAT, no uplink. The gateway address belongs
+to the router stand-in (lab/router.py), which has no uplink either, so the nodes' traffic
+cannot leave the bridge.
 """
 
 import ipaddress
@@ -27,22 +29,40 @@ def host_link(node):
     return name
 
 
+def host_address(inv):
+    """The host's address on the bridge: the subnet's last host address (the gateway is the
+    router's); no node, the VIP or the DHCP pool may use it."""
+    net = ipaddress.IPv4Network(inv["network"]["subnet"])
+    address = net.broadcast_address - 1
+    used = {n["ip"] for n in inv["nodes"].values()} | {inv["network"]["vip"], inv["network"]["gateway"]}
+    pool = inv["network"].get("dhcp_pool") or {}
+    in_pool = pool and ipaddress.IPv4Address(pool["start"]) <= address <= ipaddress.IPv4Address(pool["end"])
+    if str(address) in used or in_pool:
+        raise LabError(f"the lab host takes {address} (the subnet's last address) on the bridge: "
+                       "keep it out of the inventory's nodes, VIP and DHCP pool")
+    return str(address)
+
+
+def lab_mac(ip):
+    """A locally administered MAC from an IPv4 address: 02:00 + its 4 bytes."""
+    return "02:00:" + ":".join(f"{byte:02x}" for byte in ipaddress.IPv4Address(ip).packed)
+
+
 def bridge_mac(inv):
-    """The bridge's own MAC, locally administered, from the gateway address: 02:00 + its 4 bytes.
+    """The bridge's own MAC, locally administered, from the host's address: 02:00 + its 4 bytes.
 
     Set, not left to Linux: a bridge without one takes the lowest MAC of its ports and changes it
     when that port goes away. On the lab that was alpha's: a power loss of alpha changed the
     host's MAC, every node's ARP entry for the host went stale, and DNS answers on the VIP from
     beta went nowhere for the 5 s until the nodes probed again. A LAN client's MAC does not
     change when a Pi dies."""
-    gateway = ipaddress.IPv4Address(inv["network"]["gateway"]).packed
-    return "02:00:" + ":".join(f"{byte:02x}" for byte in gateway)
+    return lab_mac(host_address(inv))
 
 
 def bridge_up(inv):
-    """Create the bridge with the gateway address and its own MAC (idempotent)."""
+    """Create the bridge with the host's address and its own MAC (idempotent)."""
     net = ipaddress.IPv4Network(inv["network"]["subnet"])
-    addr = f"{inv['network']['gateway']}/{net.prefixlen}"
+    addr = f"{host_address(inv)}/{net.prefixlen}"
     mac = bridge_mac(inv)
     have_links = links()
     if BRIDGE not in have_links:
@@ -63,6 +83,9 @@ def bridge_up(inv):
         for a in i.get("addr_info", [])
         if a.get("family") == "inet"
     ]
+    for old in addrs:  # an older lab held the gateway address here: it is the router's now
+        if old != addr:
+            run(["ip", "addr", "del", old, "dev", BRIDGE], what=f"removing {old} from {BRIDGE}")
     if addr not in addrs:
         run(["ip", "addr", "add", addr, "dev", BRIDGE], what=f"adding {addr} to {BRIDGE}")
     run(["ip", "link", "set", BRIDGE, "up"], what=f"bringing {BRIDGE} up")

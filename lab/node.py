@@ -19,7 +19,14 @@ from .inventory import etc_hosts
 from .mount import is_mounted, mount_overlay, umount
 
 NODES = STATE / "nodes"
-NETWORK_FILE = "etc/systemd/network/10-lab-host0.network"
+# A vanilla card asks DHCP on its wired interface (as Raspberry Pi OS does). networkd takes the
+# first file in name order: after the static one the bootstrap writes (10-cluster-static), before
+# systemd's own 80-container-host0 (DHCP with link-local addresses).
+NETWORK_FILE = "etc/systemd/network/50-lab-host0.network"
+OLD_NETWORK_FILES = ("etc/systemd/network/10-lab-host0.network", "etc/systemd/network/99-lab-host0.network")
+# A Pi's MAC is burnt in; an nspawn veth's is not: this unit sets the inventory's before networkd
+MAC_UNIT = "etc/systemd/system/lab-hardware-mac.service"
+MAC_UNIT_LINK = "etc/systemd/system/sysinit.target.wants/lab-hardware-mac.service"
 HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
 
 
@@ -138,24 +145,41 @@ class Node:
                 raise LabError(f"ssh-keygen failed for {self.name}: {keygen.stderr.read().decode()}")
             keygen.stderr.close()
         (r / "etc/hosts").write_text(etc_hosts(inv), encoding="utf-8")
-        gateway = inv["network"]["gateway"]
         (r / "etc/apt/sources.list").write_text(
             f"# the lab's package source (the deployer's package cache on real hardware)\n"
-            f"deb [trusted=yes] http://{gateway}:{HTTP_PORT}/ ./\n",
+            f"deb [trusted=yes] http://{net.host_address(inv)}:{HTTP_PORT}/ ./\n",
             encoding="ascii",
         )
 
-    def _network(self):
-        """Inventory MAC and static IP on host0; no default route, no IPv6 autoconf."""
+    def _network(self, static=False):
+        """The inventory MAC on host0 (as burnt into a Pi), and DHCP as on a vanilla card (the
+        router stand-in and later the lanservices pair give the inventory address), or
+        ``static`` (the router itself). No IPv6 autoconf."""
         prefix = self.spec.get("prefixlen", 24)
-        text = (
-            "# written by the lab from its inventory\n[Match]\nName=host0\n\n"
-            f"[Link]\nMACAddress={self.spec['mac']}\n\n"
-            f"[Network]\nAddress={self.spec['ip']}/{prefix}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
-        )
-        path = self.root / NETWORK_FILE
-        if not path.exists() or path.read_text(encoding="ascii") != text:
-            path.write_text(text, encoding="ascii")
+        address = f"Address={self.spec['ip']}/{prefix}\n" if static else "DHCP=ipv4\n"
+        files = {
+            NETWORK_FILE: (
+                "# written by the lab: the vanilla card's wired network\n[Match]\nName=host0\n\n"
+                f"[Network]\n{address}LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+                + ("" if static else "\n[DHCPv4]\nClientIdentifier=mac\n")
+            ),
+            MAC_UNIT: (
+                "# written by the lab: the MAC a Pi has from its hardware\n[Unit]\n"
+                "Description=lab: the node's hardware MAC\nDefaultDependencies=no\n"
+                "Before=network-pre.target systemd-networkd.service\nWants=network-pre.target\n\n"
+                f"[Service]\nType=oneshot\nExecStart=/sbin/ip link set dev host0 address {self.spec['mac']}\n"
+            ),
+        }
+        for rel, text in files.items():
+            path = self.root / rel
+            if not path.exists() or path.read_text(encoding="ascii") != text:
+                path.write_text(text, encoding="ascii")
+        link = self.root / MAC_UNIT_LINK
+        if not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to("/" + MAC_UNIT)
+        for old in OLD_NETWORK_FILES:
+            (self.root / old).unlink(missing_ok=True)
 
     def wipe(self):
         """Back to a blank SD card: the upper dir (everything the node ever wrote) is deleted."""

@@ -5,7 +5,7 @@
   image runs ``apt-get install --download-only`` against the host's Debian mirror), indexed with
   apt-ftparchive. Rebuilt only when the list (or the base image) changes.
 - wheelhouse: ``pip wheel salt==<pin from requirements.txt>`` + ``saltext-redis`` (no deps).
-- ``python3 -m http.server`` on <gateway>:8080 only: ``deb [trusted=yes] http://<gw>:8080/ ./`` and
+- ``python3 -m http.server`` on <host>:8080 only (the host's bridge address): ``deb [trusted=yes] http://<host>:8080/ ./`` and
   ``http://<gw>:8080/wheelhouse/``.
 """
 

@@ -4,6 +4,7 @@
     (from then on a minion restart is not a rebuild, and a re-flashed node is rebuilt by
     orch.rebuild). Each step requires the one before, so the first failing step stops the
     rollout; its comment names the minions that failed and its changes the failed states.
+    Once the pair serves, the bootstrap router's DHCP is handed over to it.
     Targets are minion IDs from the inventory (via the cluster runner), so a minion that
     merely claims a role in its grains is not rolled out as one. #}
 {#- master.d/cluster.conf: how long a state run may go before Salt asks the node about it #}
@@ -34,6 +35,13 @@ orch-cluster-{{ step }}-salt-state:
 {%-   do previous.append('orch-cluster-' ~ step ~ '-salt-state') %}
 {%- endfor %}
 
+{#- the bootstrap router's DHCP stops once the pair serves (nothing without a router) #}
+orch-cluster-router-handover-salt-runner:
+  salt.runner:
+    - name: cluster.router_handover
+    - require:
+      - salt: orch-cluster-lanservices-secondary-salt-state
+
 orch-cluster-mine-update-salt-function:
   salt.function:
     - name: mine.update
@@ -48,3 +56,4 @@ orch-cluster-provisioned-salt-runner:
     - nodes: {{ nodes | json }}
     - require:
       - salt: orch-cluster-mine-update-salt-function
+      - salt: orch-cluster-router-handover-salt-runner

@@ -22,7 +22,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from lab import STATE, access, host  # noqa: E402  pylint: disable=wrong-import-position
+from lab import STATE, access, host  # noqa: E402
+from lab import node as node_mod  # noqa: E402  pylint: disable=wrong-import-position
+from lab.router import NAME as ROUTER  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _skip_reason():
@@ -64,6 +66,11 @@ class Lab:
 
     def ip(self, node):
         return self.status()["nodes"][node]["ip"]
+
+    @staticmethod
+    def on_router(cmd):
+        """Run ``cmd`` inside the router stand-in (nsenter: the lab has no login there); stdout."""
+        return node_mod.run_in(node_mod.Node(ROUTER), ["sh", "-c", cmd]).stdout
 
     def run(self, node, cmd, timeout=60, check=False):
         """Run the shell command ``cmd`` on ``node`` over SSH: as pi with the default password while

@@ -126,14 +126,37 @@ def test_macs_on_the_wire_and_no_way_out(lab, st, observer):
     for name, spec in st["nodes"].items():
         if name != observer:
             assert neigh.get(spec["ip"]) == spec["mac"], f"{name}: {neigh.get(spec['ip'])} != {spec['mac']}"
-    route = lab.run(observer, "ip route show default; ip route get 192.0.2.1; cat /etc/resolv.conf")
-    assert "default" not in route.stdout
-    assert "unreachable" in route.stderr.lower()
-    assert "nameserver 127.0.0.1" in route.stdout
+    route = lab.run(observer, "ip route show default; cat /etc/resolv.conf", check=True).stdout
+    assert f"default via {st['router']['ip']} " in route, route  # as the router's DHCP said
+    assert "nameserver 127.0.0.1" in route
+    # ... and the router has no way out: no route beyond the bridge, no forwarding
+    out = lab.on_router("ip route show default; ip route get 192.0.2.1 2>&1; cat /proc/sys/net/ipv4/ip_forward")
+    assert "default" not in out.splitlines()[0] and "unreachable" in out.lower(), out
+    assert out.split()[-1] == "0", out
+
+
+def test_vanilla_nodes_get_their_address_from_the_router(lab, st):
+    """A vanilla card asks DHCP; the router stand-in gives each inventory MAC its address and
+    answers DNS for the cluster names (the original's OpenWRT)."""
+    assert st["router"]["state"] == "running" and st["router"]["ip"] == "10.77.0.1"
+    assert st["host"] == "10.77.0.254"
+    for name, spec in st["nodes"].items():
+        out = lab.run(name, "ip -4 -o addr show dev host0; networkctl status host0 --no-pager | "
+                      "grep -i 'network file'", check=True).stdout
+        assert f" {spec['ip']}/24 " in out and "dynamic" in out, f"{name}: {out}"  # a leased address
+        assert "50-lab-host0.network" in out, f"{name}: {out}"
+    leases = lab.on_router("cat /var/lib/misc/dnsmasq.leases")
+    for spec in st["nodes"].values():
+        assert f" {spec['mac']} {spec['ip']} " in leases, leases
+    answer = subprocess.run(
+        ["dig", "+short", "+time=2", "+tries=2", f"@{st['router']['ip']}", f"gamma.{st['domain']}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()
+    assert answer == [st["nodes"]["gamma"]["ip"]]
 
 
 def test_package_source_on_the_bridge_only(lab, st, observer):
-    gateway = st["gateway"]
+    gateway = st["host"]
     out = lab.run(
         observer,
         "sudo apt-get -q update >/dev/null && apt-cache policy bind9 keepalived; "
@@ -162,7 +185,7 @@ def test_the_bridge_keeps_its_own_mac_as_nodes_come_and_go(lab, st):
     """A LAN client's MAC does not change when a Pi dies: a bridge left to itself takes the
     lowest MAC of its ports (alpha's once, and a power loss of alpha then cut DNS on the VIP for
     5 s: every node's ARP entry for the host went stale)."""
-    assert st["bridge_mac"] == "02:00:0a:4d:00:01"  # 02:00 + the gateway 10.77.0.1
+    assert st["bridge_mac"] == "02:00:0a:4d:00:fe"  # 02:00 + the host's 10.77.0.254
     assert pathlib.Path("/sys/class/net/labbr0/addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
     assert pathlib.Path("/proc/sys/net/ipv6/conf/labbr0/disable_ipv6").read_text().strip() == "1"  # IPv4 only
     links = {link["ifname"]: link["address"] for link in json.loads(

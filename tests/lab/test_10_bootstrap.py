@@ -67,7 +67,7 @@ def test_default_password_no_longer_opens_any_node(cluster):
 def test_running_the_bootstrap_again_changes_nothing(cluster):
     deployer = cluster.run(
         "psi",
-        f"sudo {REPO_ON_DEPLOYER}/bootstrap/deployer --package-cache http://{cluster.status()['gateway']}:8080 "
+        f"sudo {REPO_ON_DEPLOYER}/bootstrap/deployer --package-cache http://{cluster.status()['host']}:8080 "
         f"--inventory {REPO_ON_DEPLOYER}/lab/inventory.yaml --admin-key {REPO_ON_DEPLOYER}/lab-admin.pub",
         timeout=600,
     )

@@ -58,6 +58,24 @@ def _wait_minion(cluster, node, timeout=120):
     raise AssertionError(f"{node}'s minion did not answer within {timeout} s")
 
 
+def _build(cluster, node):
+    """The build record ``salt-run cluster.status`` shows for ``node`` (None: no build)."""
+    code, report, err = salt_run(cluster, "cluster.status", timeout=120)
+    assert isinstance(report, dict) and node in report.get("nodes", {}), (code, report, err)
+    return report["nodes"][node]["build"]
+
+
+def wait_build_state(cluster, node, state, timeout):
+    """Wait until ``cluster.status`` shows ``node``'s build in ``state``; the record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        build = _build(cluster, node)
+        if (build or {}).get("state") == state:
+            return build
+        assert time.monotonic() < deadline, f"{node}: build {build}, not {state!r} after {timeout} s"
+        time.sleep(3)
+
+
 def _rebuild(cluster, node):
     started = time.monotonic()
     code, report, err = salt_run(cluster, f"cluster.rebuild {node}", timeout=1500)
@@ -99,6 +117,13 @@ def test_reflashed_compute_node_comes_back_with_one_command(rolled_out):
     assert not _grain(cluster, "gamma", "cluster_provisioned")
     refused = cluster.run("delta", "sudo -u computeadm ssh gamma true")
     assert refused.returncode != 0 and "Host key verification failed" in refused.stderr, refused.stderr
+    # gamma has no rebuild: auto: its DHCP lease from the pair only shows it as waiting
+    build = wait_build_state(cluster, "gamma", "waiting", timeout=90)
+    assert build["mac"] == cluster.status()["nodes"]["gamma"]["mac"], build
+    assert build["server"] in ("alpha", "beta"), build
+    time.sleep(10)  # and nothing starts by itself
+    assert (_build(cluster, "gamma") or {}).get("state") == "waiting"
+    assert not _grain(cluster, "gamma", "cluster_provisioned")
 
     since = _jid_now(cluster)
     code, report, err, _ = _rebuild(cluster, "gamma")
@@ -106,6 +131,7 @@ def test_reflashed_compute_node_comes_back_with_one_command(rolled_out):
     assert report["host_key"].split()[1].startswith("SHA256:")
     assert _grain(cluster, "gamma", "cluster_provisioned")
     assert len(_highstates_since(cluster, "gamma", since)) == 1  # the reactor and the runner built it once
+    assert _build(cluster, "gamma") is None  # no longer waiting
     # the new host key carries a certificate from the cluster CA, for gamma's names only
     cert = salt(cluster, f"gamma ssh_pki.read_certificate {CERT}", timeout=60)["gamma"]
     assert cert["public_key"].split()[1] == _host_key(cluster, "gamma")

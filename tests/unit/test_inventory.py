@@ -100,7 +100,7 @@ CASES = {
     "router not the gateway": (_set("cluster.network.router", {"ip": "192.168.10.2", "kind": "openwrt"}),
                                "cluster.network.router.ip: 192.168.10.2 is not the gateway 192.168.10.1"),
     "router kind unknown": (_set("cluster.network.router", {"ip": "192.168.10.1", "kind": "mikrotik"}),
-                            "cluster.network.router.kind: 'mikrotik' is not one of openwrt"),
+                            "cluster.network.router.kind: 'mikrotik' is not one of openwrt, dnsmasq"),
     "router without kind": (_set("cluster.network.router", {"ip": "192.168.10.1"}), "cluster.network.router.kind: required key is missing"),
     "router typo": (_set("cluster.network.router", {"ip": "192.168.10.1", "kind": "openwrt", "knd": 1}),
                     "cluster.network.router.knd: unknown key"),
