@@ -63,6 +63,9 @@ REBUILD_MODES = ("manual", "auto")
 # Names the zone gives the deployer's services (CNAMEs to the deployer).
 DEPLOYER_SERVICE_NAMES = ("salt", "pkgcache", "status")
 VIP_NAME = "ns"
+# names no node may take: the zone's own names, and localhost (every resolver answers it itself)
+RESERVED_NAMES = {VIP_NAME: "the VIP's name", "localhost": "the loopback's name",
+                  **{alias: "a service of the deployer" for alias in DEPLOYER_SERVICE_NAMES}}
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -224,6 +227,7 @@ def _check(data, problems):  # pylint: disable=too-many-locals,too-many-branches
     # network plan
     net = _keys("cluster.network", top.get("network"), NETWORK_KEYS, problems) if "network" in top else None
     subnet = gateway = vip = pool = None
+    forwarders = []  # (field, address) of each valid DNS forwarder, checked against the nodes below
     if net is not None:
         if "subnet" in net:
             try:
@@ -270,7 +274,9 @@ def _check(data, problems):  # pylint: disable=too-many-locals,too-many-branches
             for i, value in enumerate(values):
                 where = f"cluster.network.{key}[{i}]"
                 if kind == "ip":
-                    _ip(where, value, problems)
+                    forwarder = _ip(where, value, problems)
+                    if forwarder:
+                        forwarders.append((where, forwarder))
                 elif not (dns_name_ok(value) or _is_ip(value)):
                     problems.append(f"{where}: {_show(value)} is neither a DNS name nor an IPv4 address")
         if net.get("router") is not None:
@@ -305,6 +311,8 @@ def _check(data, problems):  # pylint: disable=too-many-locals,too-many-branches
         where = f"cluster.nodes.{name}"
         if not isinstance(name, str) or not _LABEL.match(name):
             problems.append(f"{where}: {_show(name)} is not a valid hostname (a-z, 0-9, '-', 1-63 chars)")
+        elif name.lower() in RESERVED_NAMES:
+            problems.append(f"{where}: the name {name!r} is reserved ({RESERVED_NAMES[name.lower()]} in the zone)")
         elif name.lower() in seen_names:
             problems.append(f"{where}: duplicate hostname (also {seen_names[name.lower()]})")
         else:
@@ -354,6 +362,15 @@ def _check(data, problems):  # pylint: disable=too-many-locals,too-many-branches
         if not isinstance(node.get("model"), str):
             problems.append(f"{where}.model: must be a string, got {_show(node.get('model'))}")
         nodes[name] = node
+
+    # a forwarder that is the cluster's own DNS (the VIP, a lanservices node) sends named's
+    # recursive queries back to itself
+    own_dns = {vip: "the VIP"} if vip else {}
+    own_dns.update({ipaddress.IPv4Address(n["ip"]): f"lanservices node {name}" for name, n in nodes.items()
+                    if "lanservices" in (n.get("roles") or []) and _is_ip(n.get("ip"))})
+    for where, forwarder in forwarders:
+        if forwarder in own_dns:
+            problems.append(f"{where}: {forwarder} is {own_dns[forwarder]}: named would forward to itself")
 
     # role counts
     if nodes_in:

@@ -105,6 +105,14 @@ CASES = {
     "router typo": (_set("cluster.network.router", {"ip": "192.168.10.1", "kind": "openwrt", "knd": 1}),
                     "cluster.network.router.knd: unknown key"),
     "router not a mapping": (_set("cluster.network.router", "192.168.10.1"), "cluster.network.router: must be a mapping"),
+    "forwarder is the vip": (_set("cluster.network.dns_forwarders", ["9.9.9.9", "192.168.10.111"]),
+                             "cluster.network.dns_forwarders[1]: 192.168.10.111 is the VIP: named would forward to itself"),
+    "forwarder is a lanservices node": (_set("cluster.network.dns_forwarders", ["192.168.10.8"]),
+                                        "cluster.network.dns_forwarders[0]: 192.168.10.8 is lanservices node beta"),
+    # names the zone gives to something else
+    **{f"node named {name}": (lambda d, name=name: d["cluster"]["nodes"].__setitem__(name, d["cluster"]["nodes"].pop("zeta")),
+                              f"cluster.nodes.{name}: the name '{name}' is reserved")
+       for name in ("ns", "salt", "pkgcache", "status", "localhost")},
 }
 
 
