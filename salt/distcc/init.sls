@@ -1,7 +1,12 @@
 {#- distcc server (compute nodes): distccd listening on the node's inventory IP, accepting
-    jobs from the cluster subnet only; plus the client side (distcc.client). #}
+    jobs from the cluster's nodes only (never from a DHCP guest of the same subnet: distccd
+    runs any compiler command line it is sent); plus the client side (distcc.client). #}
 {%- from 'distcc/map.jinja' import distcc with context %}
 {%- set node = salt['cluster.node'](grains['id']) %}
+{%- set allowed = [] %}
+{%- for name in salt['cluster.nodes']() %}
+{%-   do allowed.append(salt['cluster.node'](name).ip ~ '/32') %}
+{%- endfor %}
 include:
   - distcc.client
 
@@ -16,7 +21,7 @@ distcc-server-defaults-file-managed:
     - context:
         distcc: {{ distcc | json }}
         listener: {{ node.ip | json }}
-        allowed: {{ [pillar['cluster']['network']['subnet']] | json }}
+        allowed: {{ allowed | json }}
     # the init script sources it: a syntax error never replaces a working file
     - check_cmd: /bin/sh -n
     - require:

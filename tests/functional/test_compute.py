@@ -56,13 +56,14 @@ def artifact_root(workdir):
 
 @pytest.fixture(scope="module")
 def loopback_inventory(workdir):
-    """The project inventory moved to 127.0.0.0/24, so that distccd can listen on node IPs here."""
+    """The project inventory moved to 127.0.0.0/24, so that distccd can listen on node IPs here.
+    The deployer is this host's 127.0.0.1, the address a client here connects from."""
     inv = yaml.safe_load(INVENTORY.read_text())
     net = inv["cluster"]["network"]
-    net.update(subnet="127.0.0.0/24", gateway="127.0.0.1", vip="127.0.0.111",
+    net.update(subnet="127.0.0.0/24", gateway="127.0.0.254", vip="127.0.0.111",
                dhcp_pool={"start": "127.0.0.200", "end": "127.0.0.240"})
     for spec in inv["cluster"]["nodes"].values():
-        spec["ip"] = "127.0.0." + spec["ip"].rsplit(".", 1)[1]
+        spec["ip"] = "127.0.0.1" if "deployer" in spec["roles"] else "127.0.0." + spec["ip"].rsplit(".", 1)[1]
     path = workdir / "loopback-inventory.yaml"
     path.write_text(yaml.safe_dump(inv))
     return path
@@ -280,7 +281,9 @@ def test_distcc_and_mpich_files_come_from_the_inventory(delta):
     assert chunks["mpich-user-authorized-keys-file-managed"]["contents"].startswith("ssh-ed25519 ")
     distcc = {c["__id__"]: c for c in delta.modules.state.show_low_sls("distcc")}
     assert distcc["distcc-server-defaults-file-managed"]["context"]["listener"] == "192.168.10.21"
-    assert distcc["distcc-server-defaults-file-managed"]["context"]["allowed"] == ["192.168.10.0/24"]
+    inventory_ips = sorted(spec["ip"] for spec in yaml.safe_load(INVENTORY.read_text())["cluster"]["nodes"].values())
+    allowed = distcc["distcc-server-defaults-file-managed"]["context"]["allowed"]
+    assert sorted(allowed) == [f"{ip}/32" for ip in inventory_ips] and len(allowed) == 7
     assert distcc["distcc-client-hosts-file-managed"]["context"]["hosts"] == [
         "192.168.10.21/4,lzo", "192.168.10.22/4,lzo", "192.168.10.23/4,lzo", "192.168.10.24/4,lzo"]
 
@@ -410,7 +413,9 @@ def _wait_port(ip, port, timeout=15):
 @pytest.mark.skipif(not HAVE_DISTCC, reason="distcc/gcc missing: run tests/install-host-packages")
 def test_distcc_compiles_on_a_compute_node_from_the_rendered_host_list(loop, distccds, tmp_path):
     assert "LISTENER=\"127.0.0.21\"" in distccds["defaults"].read_text()
-    assert "ALLOWEDNETS=\"127.0.0.0/24\"" in distccds["defaults"].read_text()
+    # the cluster's nodes, by IP (the deployer is 127.0.0.1): not the subnet, DHCP guests included
+    nodes = "127.0.0.1/32 127.0.0.6/32 127.0.0.8/32 127.0.0.21/32 127.0.0.22/32 127.0.0.23/32 127.0.0.24/32"
+    assert f'ALLOWEDNETS="{nodes}"' in distccds["defaults"].read_text()
     chunk = _low(loop, "distcc.client", "distcc-client-hosts-file-managed")
     distcc_dir = tmp_path / "distcc-dir"
     distcc_dir.mkdir()
@@ -439,10 +444,11 @@ def test_distcc_compiles_on_a_compute_node_from_the_rendered_host_list(loop, dis
 
 
 @pytest.mark.skipif(not HAVE_DISTCC, reason="distcc missing: run tests/install-host-packages")
-def test_distccd_refuses_clients_outside_the_cluster_subnet(distccds):
+@pytest.mark.parametrize("client", ["127.0.1.5", "127.0.0.201"], ids=["outside the subnet", "a DHCP guest"])
+def test_distccd_refuses_clients_that_are_not_cluster_nodes(distccds, client):
     log = distccds["daemons"][0][2]
     with socket.socket() as sock:
-        sock.bind(("127.0.1.5", 0))  # loopback, but outside 127.0.0.0/24
+        sock.bind((client, 0))
         sock.settimeout(5)
         sock.connect(("127.0.0.21", 3632))
         sock.sendall(b"DIST00000001")
@@ -452,9 +458,9 @@ def test_distccd_refuses_clients_outside_the_cluster_subnet(distccds):
             data = b""
         assert data == b""  # closed without an answer
     deadline = time.monotonic() + 10
-    while "127.0.1.5" not in log.read_text() and time.monotonic() < deadline:
+    while client not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert "127.0.1.5" in log.read_text()
+    assert client in log.read_text()
 
 
 def test_loopback_inventory_is_valid(loop):
