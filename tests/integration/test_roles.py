@@ -50,10 +50,13 @@ def test_orchestration_applies_deployer_then_lanservices_then_compute(minions, s
         "orch-cluster-lanservices-primary-salt-state",
         "orch-cluster-lanservices-secondary-salt-state",
         "orch-cluster-compute-k3s-server-salt-state",  # the only compute node: no agents step
+        "orch-cluster-router-handover-salt-runner",  # no router in this inventory: nothing to do
         "orch-cluster-mine-update-salt-function",
         "orch-cluster-provisioned-salt-runner",
     ]
     by_id = {sid.split("_|-")[1]: step for sid, step in steps.items()}
+    handover = by_id["orch-cluster-router-handover-salt-runner"]["changes"]["return"]
+    assert handover["changed"] is False and "no router" in handover["comment"], handover
     starts = [by_id[s]["start_time"] for s in order]
     assert starts == sorted(starts)
     # each step ran on the nodes of its role, as the inventory says
