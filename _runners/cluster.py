@@ -628,6 +628,11 @@ def rebuild(node, timeout=1800):
 
         salt-run cluster.rebuild gamma
     """
+    return _rebuild(node, timeout, trusted_by="declared by cluster.rebuild")
+
+
+def _rebuild(node, timeout=1800, trusted_by="declared by cluster.rebuild"):
+    """cluster.rebuild; ``trusted_by`` says in the audit log who trusted the card's new host key."""
     started = time.monotonic()
     inv = inventory()
     report = {"node": node, "result": False}
@@ -644,7 +649,7 @@ def rebuild(node, timeout=1800):
         report["host_key"] = fingerprint
         _remove("waiting", node)  # a node that waited for this command (cluster.dhcp_lease)
         if trusted_now:
-            _progress(f"{node} ({ip}): trusting its new host key {fingerprint} (declared by cluster.rebuild)", audit=True)
+            _progress(f"{node} ({ip}): trusting its new host key {fingerprint} ({trusted_by})", audit=True)
         if not _read("provisioned", node) or not _call(node, "grains.get", [PROVISIONED_GRAIN], timeout=10).get(node):
             _write("requested", node, {"time": _now()})
         _progress(f"{node}: salt-ssh state.apply bootstrap.minion")
@@ -850,7 +855,7 @@ def dhcp_lease(node, server=None, address=None):
     _write("zero_touch", node, {"started": time.time(), "time": _now(), "mac": mac, "server": server})
     _remove("waiting", node)
     _progress(f"zero-touch: DHCP lease for {mac} ({node}) at {address} from {server}; {why}: rebuilding", audit=True)
-    report["rebuild"] = rebuild(node)
+    report["rebuild"] = _rebuild(node, trusted_by=f"zero-touch: rebuild: auto and a DHCP lease for {mac}")
     _progress(f"zero-touch: {node} ({mac}) host key {report['rebuild'].get('host_key')}: "
               f"{report['rebuild'].get('comment')}", audit=True)
     return report

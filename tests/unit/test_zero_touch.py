@@ -43,7 +43,7 @@ def leases(runner, monkeypatch):  # noqa: F811
     nodes whose minion answers; ``rebuilt`` lists the rebuilds started."""
     state = {"alive": set(), "rebuilt": []}
     monkeypatch.setattr(runner, "_minion_answers", lambda node: node in state["alive"])
-    monkeypatch.setattr(runner, "rebuild", lambda node: state["rebuilt"].append(node) or {"result": True})
+    monkeypatch.setattr(runner, "_rebuild", lambda node, trusted_by: state["rebuilt"].append(node) or {"result": True})
     monkeypatch.setattr(runner, "_progress", lambda message, audit=False: state.setdefault("log", []).append(message))
     return state
 
