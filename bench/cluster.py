@@ -53,7 +53,7 @@ def cold_lab(table):
         extra = f" ({detail})" if step == "bootstrap" and detail else ""
         what = {
             "build": "base image, apt repository and wheelhouse: cached unless a note says rebuilt",
-            "up": "bridge, package server, 7 nodes booted until sshd answers",
+            "up": "bridge, package server, the router stand-in, 7 nodes booted (addresses by DHCP) until sshd answers",
             "bootstrap": "checkout to psi, bootstrap/deployer, salt-ssh bootstrap.minion of every node, test.ping",
             "orch": "salt-run state.orch orch.cluster",
             "status": "lab status",
