@@ -547,6 +547,11 @@ def _host_keys(ip, wait=120):
         time.sleep(3)
 
 
+def _known_hosts():
+    """salt-ssh's known_hosts on the deployer (the roster's too)."""
+    return __opts__.get("known_hosts_file", "/etc/salt/pki/ssh_known_hosts")
+
+
 def _fingerprint(line):
     proc = subprocess.run(
         ["ssh-keygen", "-l", "-f", "-"], input=line.split(None, 1)[1], capture_output=True, text=True, check=False
@@ -643,7 +648,7 @@ def _rebuild(node, timeout=1800, trusted_by="declared by cluster.rebuild"):
         report["comment"] = f"{node} is the deployer (this salt-master): bootstrap/deployer rebuilds it, not itself"
         return _fail(report)
     ip = inv["nodes"][node]["ip"]
-    known_hosts = __opts__.get("known_hosts_file", "/etc/salt/pki/ssh_known_hosts")
+    known_hosts = _known_hosts()
     try:
         fingerprint, trusted_now = _trust_host_key(node, ip, known_hosts)
         report["host_key"] = fingerprint
@@ -753,7 +758,7 @@ def router_handover(wait=120):
         return _fail({"result": False, "comment": f"no peer of the lanservices pair ({both}) serves DHCP "
                       f"after {wait} s: the router {ip} keeps serving"})
     key = os.path.join(__opts__.get("cluster_secrets_dir", "/etc/salt/cluster-secrets"), "ssh", "deployer_ed25519")
-    known_hosts = __opts__.get("known_hosts_file", "/etc/salt/pki/ssh_known_hosts")
+    known_hosts = _known_hosts()
     proc = subprocess.run(
         ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=accept-new",
          "-o", f"UserKnownHostsFile={known_hosts}", "-o", "LogLevel=ERROR", f"root@{ip}",

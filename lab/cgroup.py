@@ -9,6 +9,7 @@ hybrid mode, or the single cgroup2 tree).
 
 import os
 import pathlib
+import subprocess
 
 from . import CGROUP_PREFIX
 
@@ -91,3 +92,23 @@ def leftovers():
     for root in hierarchies():
         names.update(p.name[len(CGROUP_PREFIX) :] for p in pathlib.Path(root).glob(f"{CGROUP_PREFIX}*"))
     return sorted(names)
+
+
+def nspawn_script(root, name, script, resolv_conf="off"):
+    """``/bin/sh -ec script`` in a container on ``root`` that is not booted (installing into a
+    disk image), in its own ``rpilab-NAME`` cgroup like a node; CompletedProcess (text)."""
+    create(name)
+    try:
+        return subprocess.run(
+            [
+                "systemd-nspawn", "-q", "-D", str(root), "-M", f"lab{name}", "--register=no", "--keep-unit",
+                f"--resolv-conf={resolv_conf}", "--timezone=off", "--pipe", "/bin/sh", "-ec", script,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            preexec_fn=lambda: enter(name),  # pylint: disable=subprocess-popen-preexec-fn
+        )
+    finally:
+        clean(name)

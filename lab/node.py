@@ -171,15 +171,21 @@ class Node:
             ),
         }
         for rel, text in files.items():
-            path = self.root / rel
-            if not path.exists() or path.read_text(encoding="ascii") != text:
-                path.write_text(text, encoding="ascii")
+            self._write(rel, text)
         link = self.root / MAC_UNIT_LINK
         if not link.is_symlink():
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to("/" + MAC_UNIT)
         for old in OLD_NETWORK_FILES:
             (self.root / old).unlink(missing_ok=True)
+
+    def _write(self, rel, text, mode=0o644):
+        """A file of the node's disk, written only when its content changes."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        path.chmod(mode)
 
     def wipe(self):
         """Back to a blank SD card: the upper dir (everything the node ever wrote) is deleted."""

@@ -103,30 +103,7 @@ def build_debs(image_root, force=False):
         script = "apt-get -q update && apt-get -q -y -o Dpkg::Use-Pty=0 install --download-only " + " ".join(
             pkgs
         )
-        cgroup.create("builder")
-        proc_ = subprocess.run(
-            [
-                "systemd-nspawn",
-                "-q",
-                "-D",
-                str(root),
-                "-M",
-                "labbuilder",
-                "--register=no",
-                "--keep-unit",
-                "--resolv-conf=copy-host",
-                "--timezone=off",
-                "--pipe",
-                "/bin/sh",
-                "-ec",
-                script,
-            ],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-            preexec_fn=lambda: cgroup.enter("builder"),
-        )  # pylint: disable=subprocess-popen-preexec-fn
+        proc_ = cgroup.nspawn_script(root, "builder", script, resolv_conf="copy-host")
         if proc_.returncode != 0:
             tail = "\n".join((proc_.stderr + proc_.stdout).strip().splitlines()[-15:])
             raise LabError(
@@ -141,7 +118,6 @@ def build_debs(image_root, force=False):
             shutil.copy2(deb, tmp / deb.name)
     finally:
         umount(builder / "root")
-        cgroup.clean("builder")
         shutil.rmtree(builder, ignore_errors=True)
     shutil.rmtree(SERVE / "debs", ignore_errors=True)
     tmp.rename(SERVE / "debs")

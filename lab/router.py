@@ -9,7 +9,6 @@ does not forward, so the nodes' default route ends here.
 """
 
 import ipaddress
-import subprocess
 
 from . import LabError, cgroup, net
 from .host import log
@@ -78,33 +77,13 @@ class Router(Node):
         # root by key only: the deployer's, for the handover (installed by the lab's bootstrap)
         self._write(SSHD_CONF, "# written by the lab\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n")
 
-    def _write(self, rel, text, mode=0o644):
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-        path.chmod(mode)
-
     def _install_dnsmasq(self):
         """dnsmasq from the lab's package source, into the router's disk (before it boots)."""
         log(f"{self.name}: installing dnsmasq")
-        cgroup.create("router-setup")
-        try:
-            proc = subprocess.run(
-                [
-                    "systemd-nspawn", "-q", "-D", str(self.root), "-M", "labrouter-setup", "--register=no",
-                    "--keep-unit", "--resolv-conf=off", "--timezone=off", "--pipe", "/bin/sh", "-ec",
-                    "apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Use-Pty=0 "
-                    "install dnsmasq",
-                ],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                check=False,
-                preexec_fn=lambda: cgroup.enter("router-setup"),  # pylint: disable=subprocess-popen-preexec-fn
-            )
-        finally:
-            cgroup.clean("router-setup")
+        proc = cgroup.nspawn_script(
+            self.root, "router-setup",
+            "apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Use-Pty=0 install dnsmasq",
+        )
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-15:])
             raise LabError(f"installing dnsmasq on the router stand-in failed:\n{tail}")
