@@ -14,6 +14,14 @@ master-accepted-key-{{ id }}-file-managed:
     - mode: '0644'
 {%- endfor %}
 
+{#- Redis's password for the master's caches: root-only, never in a diff #}
+master-redis-auth-file-managed:
+  file.managed:
+    - name: {{ master.redis_auth_file }}
+    - mode: '0600'
+    - show_changes: False
+    - contents: {{ ('# managed by Salt (salt/master): Redis requirepass (salt/redis)\nredis.password: ' ~ master.redis_password ~ '\ncache.redis.password: ' ~ master.redis_password) | json }}
+
 master-unit-file-managed:
   file.managed:
     - name: {{ master.unit_file }}
@@ -30,3 +38,4 @@ master-service-running:
       - sls: redis
     - watch:
       - file: master-unit-file-managed
+      - file: master-redis-auth-file-managed

@@ -62,7 +62,7 @@ mpich-user-ssh-key-file-managed:
     - group: {{ mpich.user }}
     - mode: '0600'
     - show_changes: False
-    - contents: {{ secrets['mpi_ssh_key'] | json }}
+    - contents_pillar: secrets:mpi_ssh_key
     - require:
       - file: mpich-user-ssh-dir-file-directory
 

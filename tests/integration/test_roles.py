@@ -79,6 +79,8 @@ def test_secrets_follow_the_inventory_not_the_grains(minions, inventory_with_gam
     assert set(ret.data["secrets"]) == {"k3s_token", "mpi_ssh_key", "mpi_ssh_pub"}
     lan = salt_cli.run("pillar.items", minion_tgt="alpha")
     assert set(lan.data["secrets"]) == {"tsig_key", "omapi_key", "vrrp_password"}
+    deployer = salt_cli.run("pillar.items", minion_tgt="psi")
+    assert set(deployer.data["secrets"]) == {"redis_password"}
 
 
 def test_a_minion_outside_the_inventory_gets_no_pillar(minions, spawn_minion, salt_cli):
