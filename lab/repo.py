@@ -4,7 +4,8 @@
   dependencies as the base image would need them (a throw-away, never booted overlay on the base
   image runs ``apt-get install --download-only`` against the host's Debian mirror), indexed with
   apt-ftparchive. Rebuilt only when the list (or the base image) changes.
-- wheelhouse: ``pip wheel salt==<pin from requirements.txt>`` + ``saltext-redis`` (no deps).
+- wheelhouse: exactly the files salt/minion/files/locks/*.txt pin by sha256 (``pip download
+  --require-hashes``; Salt is its sdist, built on the node), each checked again after the download.
 - ``python3 -m http.server`` on <host>:8080 only (the host's bridge address): ``deb [trusted=yes] http://<host>:8080/ ./`` and
   ``http://<gw>:8080/wheelhouse/``.
 """
@@ -145,18 +146,62 @@ def _python311():
     raise LabError("the wheelhouse needs Python 3.11 (bookworm's): install python3.11 or run the lab with it")
 
 
+LOCKS = REPO / "salt" / "minion" / "files" / "locks"
+LOCK_FILES = ("build.txt", "salt.txt", "master.txt")  # bootstrap/lock-salt-wheels writes them
+
+
+def read_lock(path):
+    """{name: (version, {sha256, ...})} of a pip requirements file in hash-checking form."""
+    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
+    pins = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})+)\s*$", line)
+        if not match:
+            raise LabError(f"{path}: not 'name==version --hash=sha256:...': {line[:80]}")
+        name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+        pins[name] = (match.group(2), set(re.findall(r"sha256:([0-9a-f]{64})", match.group(3))))
+    if not pins:
+        raise LabError(f"{path}: no requirement (run bootstrap/lock-salt-wheels)")
+    return pins
+
+
+def verify_wheelhouse(directory, locks):
+    """Every file in ``directory`` has a sha256 one of ``locks`` pins; raise LabError otherwise."""
+    allowed = {h for lock in locks for _, hashes in lock.values() for h in hashes}
+    bad = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith("."):
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest not in allowed:
+            bad.append(f"{path.name} (sha256 {digest})")
+    if bad:
+        raise LabError(f"{directory}: files no lock pins (tampered with, or a stale lock?): {', '.join(bad)}")
+
+
 def build_wheels(force=False):
-    salt_version = salt_pin()
-    redis = f"redis=={pin('redis')}"  # the client saltext-redis needs on the master
-    saltext_redis = f"saltext-redis=={pin('saltext-redis')}"
-    key = _key({"salt": salt_version, "ext": saltext_redis, "redis": redis, "py": "cp311", "extra": "async-timeout"})
+    """The wheelhouse: exactly the files the locks pin, downloaded with --require-hashes."""
+    paths = [LOCKS / name for name in LOCK_FILES]
+    locks = [read_lock(path) for path in paths]
+    locked = {name: pins for lock in locks for name, pins in lock.items()}
+    for package in ("salt", "redis", "saltext-redis"):
+        if locked.get(package, ("none",))[0] != pin(package):
+            raise LabError(
+                f"{LOCKS.relative_to(REPO)} locks {package}=={locked.get(package, ('none',))[0]}, "
+                f"requirements*.txt pin {pin(package)}: run bootstrap/lock-salt-wheels"
+            )
+    salt_version = locked["salt"][0]
+    key = _key({"locks": [p.read_text(encoding="utf-8") for p in paths], "py": "cp311"})
     wheels = SERVE / "wheelhouse"
     stamp = wheels / ".key"
     if not force and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == key:
         log(f"wheelhouse cached (salt=={salt_version}): {wheels}")
         return
     started = time.monotonic()
-    log(f"building the wheelhouse: salt=={salt_version}, {saltext_redis} ...")
+    log(f"building the wheelhouse from {LOCKS.relative_to(REPO)}: salt=={salt_version} ...")
     tmp = SERVE / "wheelhouse.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -164,26 +209,19 @@ def build_wheels(force=False):
     if subprocess.run([py, "-m", "pip", "--version"], capture_output=True, check=False).returncode != 0:
         raise LabError(f"{py} has no pip: apt-get install python3-pip (or use a Python 3.11 with pip)")
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    run(
-        [py, "-m", "pip", "wheel", "-q", f"salt=={salt_version}", "-w", str(tmp)],
-        env=env,
-        what=f"pip wheel salt=={salt_version}",
-    )
-    run(
-        [py, "-m", "pip", "wheel", "-q", "--no-deps", saltext_redis, "-w", str(tmp)],
-        env=env,
-        what=f"pip wheel {saltext_redis}",
-    )
-    # bookworm's Python is 3.11.2: redis needs async-timeout there (not on this host's newer 3.11)
-    run(
-        [py, "-m", "pip", "wheel", "-q", redis, "async-timeout>=4.0.3", "-w", str(tmp)],
-        env=env,
-        what=f"pip wheel {redis}",
-    )
+    for path in paths:
+        # the files as the index publishes them (Salt: its sdist, built on the node): pip checks
+        # each against the lock and fails on a mismatch ("THESE PACKAGES DO NOT MATCH THE HASHES")
+        run(
+            [py, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes", "-r", str(path), "-d", str(tmp)],
+            env=env,
+            what=f"pip download --require-hashes -r {path.relative_to(REPO)}",
+        )
+    verify_wheelhouse(tmp, locks)
     (tmp / ".key").write_text(key + "\n", encoding="utf-8")
     shutil.rmtree(wheels, ignore_errors=True)
     tmp.rename(wheels)
-    log(f"wheelhouse: {len(list(wheels.glob('*.whl')))} wheels in {time.monotonic() - started:.0f} s")
+    log(f"wheelhouse: {len(list(wheels.iterdir())) - 1} files in {time.monotonic() - started:.0f} s")
 
 
 # ---- the http server ------------------------------------------------------------------------

@@ -17,12 +17,30 @@ minion-venv-cmd-run:
     - require:
       - pkg: minion-venv-pkg-installed
 
+{#- the locks first: every distribution pinned by sha256 (bootstrap/lock-salt-wheels). Salt is an
+    sdist (PyPI has no Salt wheel): pip builds it here from the locked build backend only
+    (--no-build-isolation), so nothing unhashed is ever installed, from the cache or the index #}
+minion-salt-locks-file-managed:
+  file.managed:
+    - names:
+      - {{ minion.lock_dir }}/build.txt:
+        - source: salt://minion/files/locks/build.txt
+      - {{ minion.lock_dir }}/salt.txt:
+        - source: salt://minion/files/locks/salt.txt
+    - makedirs: True
+    - mode: '0644'
+
+{%- set pip = minion.venv ~ '/bin/pip install -q --disable-pip-version-check --no-deps --require-hashes ' ~ minion.pip_source %}
+
 minion-salt-pip-cmd-run:
   cmd.run:
-    - name: {{ minion.venv }}/bin/pip install -q --disable-pip-version-check {{ minion.pip_source }} salt=={{ minion.salt_version }}
+    - name: >-
+        {{ pip }} -r {{ minion.lock_dir }}/build.txt &&
+        {{ pip }} --no-build-isolation -r {{ minion.lock_dir }}/salt.txt
     - unless: {{ minion.venv }}/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('salt') != '{{ minion.salt_version }}')"
     - require:
       - cmd: minion-venv-cmd-run
+      - file: minion-salt-locks-file-managed
 
 minion-config-file-managed:
   file.managed:

@@ -166,7 +166,7 @@ def test_package_source_on_the_bridge_only(lab, st, observer):
     ).stdout
     assert f"http://{gateway}:8080 ./" in out.replace("  ", " ")
     assert "Candidate: (none)" not in out
-    assert re.search(r"salt-3008\.4-py\d", out), "salt wheel missing from the wheelhouse"
+    assert re.search(r"salt-3008\.4\.tar\.gz", out), "salt sdist (locked) missing from the wheelhouse"
     assert re.search(r"saltext[._]redis-1\.0\.2-py", out), "saltext-redis wheel missing from the wheelhouse"
     listen = subprocess.run(
         ["ss", "-Hltn", "sport = :8080"], capture_output=True, text=True, check=True
