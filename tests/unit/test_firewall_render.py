@@ -3,7 +3,9 @@ renderer from salt/firewall (map.jinja collects the ports the node's services de
 folders and resolves the zones from the inventory): what it accepts, from whom, and what not."""
 
 import pytest
+import yaml
 
+from tests.conftest import STATE_TREE
 from tests.firewall import accept_rules, accepts, loaders, render
 
 NODE = {"deployer": "psi", "lanservices": "alpha", "compute": "delta"}
@@ -150,3 +152,43 @@ def test_admin_hosts_reach_ssh_only(salt_factories):
     assert accepts(text, "192.168.10.250", "tcp", 22)
     assert not accepts(text, "192.168.10.250", "tcp", 3632)
     assert not accepts(text, POOL[0], "tcp", 22)
+
+
+def test_the_state_checks_before_it_replaces_and_loads_only_on_change(salt_factories):
+    """salt/firewall/init.sls for a compute node: the ruleset goes through `nft -c -f`, the load
+    runs only when the loaded table is not the file's, the boot unit is enabled, not started."""
+    node = loaders(salt_factories, "delta")
+    states = node.modules.state.show_sls("firewall")
+    assert isinstance(states, dict), states
+
+    def args(sid, fun):
+        assert sid in states, sorted(states)
+        mod = fun.split(".")[0]
+        assert fun.split(".")[1] in states[sid][mod], states[sid]
+        return {k: v for item in states[sid][mod] if isinstance(item, dict) for k, v in item.items()}
+
+    rules = args("firewall-rules-file-managed", "file.managed")
+    assert rules["check_cmd"] == "/usr/sbin/nft -c -f" and rules["name"] == "/etc/cluster-firewall/cluster.nft"
+    load = args("firewall-table-loaded-cmd-run", "cmd.run")
+    assert load["name"] == "/usr/local/sbin/cluster-firewall-apply --apply"
+    assert load["unless"] == "/usr/local/sbin/cluster-firewall-apply --is-current"
+    assert "onchanges" in args("firewall-systemd-daemon-reload-cmd-run", "cmd.run")
+    args("firewall-service-enabled", "service.enabled")
+    assert args("firewall-pkg-installed", "pkg.installed")["pkgs"] == ["nftables"]
+    for sid, body in states.items():  # every cmd.run is guarded
+        if "cmd" in body and isinstance(body["cmd"], list):
+            guards = {k for item in body["cmd"] if isinstance(item, dict) for k in item}
+            assert guards & {"onchanges", "unless", "creates", "onlyif"}, sid
+
+
+def test_every_declaration_names_an_sls_of_its_folder():
+    """A typo in a declaration's key (an SLS name) would open nothing, silently: caught here."""
+    files = sorted(STATE_TREE.glob("*/firewall.yaml"))
+    assert {f.parent.name for f in files} >= {"sshd", "master", "bind", "dhcpd", "distcc", "k3s"}
+    for path in files:
+        folder = path.parent
+        for sls in yaml.safe_load(path.read_text())["firewall"]:
+            parts = sls.split(".")
+            assert parts[0] == folder.name, (path, sls)
+            target = folder / (f"{parts[1]}.sls" if len(parts) > 1 else "init.sls")
+            assert target.is_file(), (path, sls)
