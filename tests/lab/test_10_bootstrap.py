@@ -70,7 +70,8 @@ def test_running_the_bootstrap_again_changes_nothing(cluster):
     deployer = cluster.run(
         "psi",
         f"sudo {REPO_ON_DEPLOYER}/bootstrap/deployer --package-cache http://{cluster.status()['host']}:8080 "
-        f"--inventory {REPO_ON_DEPLOYER}/lab/inventory.yaml --admin-key {REPO_ON_DEPLOYER}/lab-admin.pub",
+        f"--inventory {REPO_ON_DEPLOYER}/lab/inventory.yaml --admin-key {REPO_ON_DEPLOYER}/lab-admin.pub "
+        f"--admin-host {cluster.status()['host']}",  # the same arguments as python3 -m lab bootstrap
         timeout=600,
     )
     assert deployer.returncode == 0, deployer.stdout + deployer.stderr
