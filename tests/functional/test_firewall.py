@@ -217,3 +217,50 @@ def test_the_load_script_confirms_or_rolls_back(salt_factories, tmp_path):
         assert boot.returncode == 0, boot.stderr
         assert loaded_port() == ["3633"] and apply("--is-current").returncode == 0
         assert calls.read_text() == ""
+
+
+MASTER = """
+import os, socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 4506))
+srv.listen(1)
+print("listening", flush=True)
+conn, _ = srv.accept()
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+conn.sendall(b"job\\n")
+time.sleep(10)
+"""
+MINION = """
+import socket, sys
+conn = socket.create_connection((sys.argv[1], 4506), 3)
+print("connected", flush=True)
+conn.settimeout(float(sys.argv[2]))
+try:
+    print("got " + conn.recv(16).decode().strip(), flush=True)
+except OSError:
+    print("nothing", flush=True)
+"""
+
+
+@pytest.mark.parametrize("keep_rule", [True, False], ids=["as-rendered", "without-the-master-rule"])
+def test_a_minion_connection_opened_before_the_first_load_keeps_working(rulesets, tmp_path, keep_rule):
+    """The minion (delta) is connected to its master before its table first loads: conntrack never
+    saw that connection start, so the master's next packet is "new". The rendered ruleset lets it
+    in (the master's ports as source); without that rule the job would be dropped."""
+    ruleset = rulesets["delta"]
+    rule = next(line for line in ruleset.splitlines() if "salt-master to its minion" in line)
+    assert f"ip saddr {IP['psi']} tcp sport {{ 4505, 4506 }} accept" in rule
+    if not keep_rule:
+        ruleset = ruleset.replace(rule, "")
+    flag = tmp_path / "send"
+    with _lan("fwmc", "delta", {"master": {"ip": f"{IP['psi']}/24"}}) as lan:
+        master = lan.start("master", [sys.executable, "-c", MASTER, str(flag)], tmp_path / "master.log")
+        wait_for(lambda: "listening" in master.output(), 10, what="the master")
+        minion = lan.start("host", [sys.executable, "-c", MINION, IP["psi"], "4"], tmp_path / "minion.log")
+        wait_for(lambda: "connected" in minion.output(), 10, what="the minion's connection")
+        _load(lan, ruleset, tmp_path)
+        flag.write_text("go")
+        wait_for(lambda: "got" in minion.output() or "nothing" in minion.output(), 15, what="the minion's read")
+        assert ("got job" in minion.output()) is keep_rule, minion.output()
