@@ -50,6 +50,8 @@ def render(node_loaders):
 
 _SADDR = re.compile(r"\bip saddr (\{[^}]*\}|\S+)")
 _DPORT = re.compile(r"\b(tcp|udp) dport (\{[^}]*\}|\S+)")
+_SPORT = re.compile(r"\b(tcp|udp) sport (\{[^}]*\}|\S+)")
+EPHEMERAL = 50000  # the source port of a client's new connection
 _L4 = re.compile(r"\bmeta l4proto (\S+)")
 _IPPROTO = re.compile(r"\bip protocol (\S+)")
 _BASE = ("ct state", "iif ", "icmp type", "icmpv6 type", "counter name", "type filter")
@@ -61,9 +63,9 @@ def _items(text):
 
 
 def accept_rules(ruleset):
-    """The service rules of the input chain that accept: ``[(line, saddr, proto, ports)]`` with
-    saddr a list of networks (None: any source), proto ``tcp``/``udp``/an int/None (any) and
-    ports a list of (low, high) ranges (None: any port)."""
+    """The service rules of the input chain that accept: ``[(line, saddr, proto, ports, sports)]``
+    with saddr a list of networks (None: any source), proto ``tcp``/``udp``/an int/None (any) and
+    ports and sports lists of (low, high) destination and source port ranges (None: any port)."""
     rules = []
     for raw in ruleset.splitlines():
         line = raw.strip()
@@ -71,33 +73,42 @@ def accept_rules(ruleset):
             continue
         saddr = _SADDR.search(line)
         nets = [ipaddress.ip_network(i, strict=False) for i in _items(saddr.group(1))] if saddr else None
-        proto, ports = None, None
+        proto, ports, sports = None, None, None
         if dport := _DPORT.search(line):
-            proto = dport.group(1)
-            ports = []
-            for item in _items(dport.group(2)):
-                low, _, high = item.partition("-")
-                ports.append((int(low), int(high or low)))
-        elif l4 := _L4.search(line):
+            proto, ports = dport.group(1), _ranges(dport.group(2))
+        if sport := _SPORT.search(line):
+            proto, sports = sport.group(1), _ranges(sport.group(2))
+        if proto is None and (l4 := _L4.search(line)):
             proto = l4.group(1)
-        elif ipproto := _IPPROTO.search(line):
+        elif proto is None and (ipproto := _IPPROTO.search(line)):
             proto = PROTOCOLS.get(ipproto.group(1), ipproto.group(1))
-        rules.append((line, nets, proto, ports))
+        rules.append((line, nets, proto, ports, sports))
     return rules
 
 
-def accepts(ruleset, src, proto, port=None):
+def _ranges(text):
+    out = []
+    for item in _items(text):
+        low, _, high = item.partition("-")
+        out.append((int(low), int(high or low)))
+    return out
+
+
+def accepts(ruleset, src, proto, port=None, sport=EPHEMERAL):
     """The accept rules of ``ruleset`` (text) that let a new packet from ``src`` in (IPv4 only,
-    established traffic and the loopback aside): ``proto`` tcp/udp with ``port``, or an IP
-    protocol number. An empty list: the drop rule gets it."""
+    established traffic and the loopback aside): ``proto`` tcp/udp with ``port`` from ``sport``
+    (a client's ephemeral port unless said), or an IP protocol number. An empty list: the drop
+    rule gets it."""
     addr = ipaddress.ip_address(src)
     hits = []
-    for line, nets, rproto, ports in accept_rules(ruleset):
+    for line, nets, rproto, ports, sports in accept_rules(ruleset):
         if nets is not None and not any(addr in net for net in nets):
             continue
         if rproto is not None and rproto != proto:
             continue
         if ports is not None and not any(low <= port <= high for low, high in ports):
+            continue
+        if sports is not None and not any(low <= sport <= high for low, high in sports):
             continue
         hits.append(line)
     return hits

@@ -277,7 +277,11 @@ def test_distcc_and_mpich_files_come_from_the_inventory(delta):
     assert "delta.dc1.b3rry.clust0r" in ssh_config and "192.168.10.24" in ssh_config
     key = chunks["mpich-user-ssh-key-file-managed"]
     assert key["mode"] == "0600" and key["show_changes"] is False
-    assert key["contents"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    # the key comes from the pillar when the state runs: never inlined into the state's data
+    assert key["contents_pillar"] == "secrets:mpi_ssh_key" and "contents" not in key
+    private = delta.pillar["secrets"]["mpi_ssh_key"]
+    assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert not any(private.strip() in repr(chunk) for chunk in chunks.values())
     assert chunks["mpich-user-authorized-keys-file-managed"]["contents"].startswith("ssh-ed25519 ")
     distcc = {c["__id__"]: c for c in delta.modules.state.show_low_sls("distcc")}
     assert distcc["distcc-server-defaults-file-managed"]["context"]["listener"] == "192.168.10.21"

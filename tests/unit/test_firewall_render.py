@@ -60,6 +60,12 @@ def test_compute_node(rendered):
         assert accepts(text, IP[node], "tcp", 40000), node
     for node in ("psi", "alpha", "beta"):
         assert not accepts(text, IP[node], "tcp", 40000), node
+    # the master's packets on a minion's connections (opened before the table first loaded) by
+    # their source port: from the master only, and not its other connections
+    for port in (4505, 4506):
+        assert accepts(text, IP["psi"], "tcp", 40000, sport=port), port
+        assert not any(accepts(text, src, "tcp", 40000, sport=port) for src in (IP["alpha"], *POOL)), port
+    assert not accepts(text, IP["psi"], "tcp", 40000, sport=4507)
     # no lanservices service here: no DNS, DHCP, NTP server, TFTP, HTTP, failover, VRRP (the
     # other compute nodes reach any TCP port: MPI)
     for port in (53, 67, 69, 123):
@@ -130,7 +136,7 @@ def test_lanservices_node(rendered):
 def test_no_rule_accepts_distcc_or_salt_from_the_subnet(rendered):
     """A rule naming the whole subnet never carries distcc, salt or MPI: those are per address."""
     for role, (text, _) in rendered.items():
-        for line, nets, _proto, ports in accept_rules(text):
+        for line, nets, _proto, ports, _sports in accept_rules(text):
             wide = nets is None or any(net.num_addresses > 1 and net.prefixlen < 32 for net in nets
                                        if not str(net).startswith(("10.42.", "10.43.")))
             if wide:
