@@ -62,7 +62,7 @@ def main(argv=None):
     sub.add_parser("bootstrap", help="the deployer, then every node over salt-ssh (all nodes must be up)")
     sub.add_parser("orch", help="salt-run state.orch orch.cluster on the deployer (after bootstrap)")
     sub.add_parser("status", help="nodes and their state").add_argument("--json", action="store_true")
-    p_ssh = sub.add_parser("ssh", help="a shell or a command on a node (pi while vanilla, then the admin)")
+    p_ssh = sub.add_parser("ssh", help="a shell or a command on a node (pi while vanilla, then the admin, through the deployer)")
     p_ssh.add_argument("node")
     p_ssh.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD...")
     for name, what in (

@@ -3,12 +3,18 @@
 A vanilla node takes ``pi``/``raspberry`` (through sshpass). Once the bootstrap has closed password
 logins, the lab logs in as the admin ``piclust`` with the lab's key STATE/ssh/id_ed25519 (the
 bootstrap installs its .pub as the admin key). Which one works is remembered per node.
+
+The admin reaches every node but the deployer through the deployer (ssh's ProxyCommand, what
+``ProxyJump`` does), as the README tells a real admin to: the nodes' firewalls accept SSH from
+cluster nodes only, and the lab host is not one.
 """
 
+import functools
 import os
+import shlex
 import subprocess
 
-from . import ADMIN_USER, DEFAULT_PASSWORD, DEFAULT_USER, STATE, LabError
+from . import ADMIN_USER, DEFAULT_INVENTORY, DEFAULT_PASSWORD, DEFAULT_USER, STATE, LabError
 from .host import ensure_tools, run
 
 KEY = STATE / "ssh" / "id_ed25519"
@@ -39,14 +45,38 @@ def ensure_key():
     return KEY
 
 
-def as_pi(ip, cmd=(), tty=False):
-    """argv: ssh as the vanilla user with the default password."""
+@functools.lru_cache(maxsize=1)
+def deployer_ip():
+    """The deployer's address in the lab inventory."""
+    from .inventory import load, model  # pylint: disable=import-outside-toplevel
+
+    inv = load(DEFAULT_INVENTORY)
+    return inv["nodes"][model().deployer(inv)]["ip"]
+
+
+def _admin_opts():
+    return ["-i", str(KEY), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
+
+
+def through_deployer(ip):
+    """ssh options that reach ``ip`` through the deployer as the admin (none for the deployer)."""
+    jump = deployer_ip()
+    if ip == jump:
+        return []
+    hop = ["ssh", *OPTS, *_admin_opts(), "-W", "%h:%p", f"{ADMIN_USER}@{jump}"]
+    return ["-o", f"ProxyCommand={shlex.join(hop)}"]
+
+
+def as_pi(ip, cmd=(), tty=False, via_deployer=False):
+    """argv: ssh as the vanilla user with the default password (through the deployer if asked:
+    a node whose firewall is up takes SSH from cluster nodes only)."""
     return [
         "sshpass",
         "-p",
         DEFAULT_PASSWORD,
         "ssh",
         *OPTS,
+        *(through_deployer(ip) if via_deployer else []),
         *(["-t"] if tty else []),
         "-o",
         "PubkeyAuthentication=no",
@@ -58,17 +88,13 @@ def as_pi(ip, cmd=(), tty=False):
 
 
 def as_admin(ip, cmd=(), tty=False):
-    """argv: ssh as the admin with the lab key."""
+    """argv: ssh as the admin with the lab key, through the deployer unless ``ip`` is it."""
     return [
         "ssh",
         *OPTS,
+        *through_deployer(ip),
         *(["-t"] if tty else []),
-        "-i",
-        str(KEY),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
+        *_admin_opts(),
         f"{ADMIN_USER}@{ip}",
         *cmd,
     ]
@@ -88,8 +114,8 @@ def login_method(node):
     memo = node.dir / "login"
     first = memo.read_text(encoding="ascii").strip() if memo.exists() else DEFAULT_USER
     order = [first] + [m for m in METHODS if m != first]
-    last = None
-    for user in order:
+    errors = []
+    for user in order:  # both, whatever the first said: pi's direct SSH times out once the firewall is up
         last = subprocess.run(
             METHODS[user](node.spec["ip"], ["true"]),
             capture_output=True,
@@ -101,12 +127,10 @@ def login_method(node):
             if node.dir.is_dir():
                 memo.write_text(user + "\n", encoding="ascii")
             return user
-        if not auth_failed(last):
-            break
-    detail = (last.stderr or "").strip() if last else ""
+        errors.append(f"{user}: {(last.stderr or '').strip() or 'authentication refused'}")
     raise LabError(
         f"cannot log in on {node.name} ({node.spec['ip']}) as {DEFAULT_USER} (password) nor as "
-        f"{ADMIN_USER} (key {KEY}): {detail or 'authentication refused'}"
+        f"{ADMIN_USER} (key {KEY}, through the deployer): {'; '.join(errors)}"
     )
 
 

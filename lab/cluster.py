@@ -75,7 +75,7 @@ def bootstrap(inv, nodes):
     out = _checked(
         deployer,
         f"sudo {CHECKOUT}/bootstrap/deployer --package-cache {cache} --inventory {CHECKOUT}/lab/inventory.yaml "
-        f"--admin-key {CHECKOUT}/lab-admin.pub --admin-host {net.host_address(inv)}",
+        f"--admin-key {CHECKOUT}/lab-admin.pub",
         "bootstrap/deployer",
     )
     log(out.strip().splitlines()[-1] if out.strip() else "")

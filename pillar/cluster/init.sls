@@ -4,7 +4,6 @@
 ``deploy``: how nodes reach and trust the deployer (master address and pinned fingerprint,
 package cache, pinned Salt version, admin account and its SSH keys), from the master config
 that bootstrap/deployer writes.
-``deploy:admin_hosts``: fixed admin hosts (bootstrap/deployer --admin-host), zone admin of salt/firewall.
 ``deploy:ssh_ca_pub``: the cluster SSH CA's public key (every node trusts host and user
 certificates it signed); ``deploy:ssh_host_cert_ttl``: the lifetime of a host certificate.
 The deployer alone also gets ``deploy:ssh_ca`` (paths of the CA key and of the public keys it
@@ -81,8 +80,6 @@ def run():
         "admin_pubkeys": pubkeys,
         "ssh_ca_pub": _read(ca_pub) if os.path.isfile(ca_pub) else "",
         "ssh_host_cert_ttl": __opts__.get("cluster_ssh_host_cert_ttl", "90d"),
-        # fixed admin hosts the firewall lets in where a service names zone admin (salt/firewall)
-        "admin_hosts": [str(h) for h in __opts__.get("cluster_admin_hosts") or []],
     }
     if __opts__.get("id") == deployer["name"]:  # the master pre-accepts every node's key
         keydir = os.path.join(secrets_dir, "minion-keys")

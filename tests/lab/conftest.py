@@ -73,11 +73,12 @@ class Lab:
         return node_mod.run_in(node_mod.Node(ROUTER), ["sh", "-c", cmd]).stdout
 
     def run(self, node, cmd, timeout=60, check=False):
-        """Run the shell command ``cmd`` on ``node`` over SSH: as pi with the default password while
-        the node is vanilla, else as the admin with the lab key. CompletedProcess (text)."""
+        """Run the shell command ``cmd`` on ``node`` over SSH: as the admin with the lab key through
+        the deployer (the nodes' firewalls take SSH from cluster nodes only), or as pi with the
+        default password while the node is vanilla (no firewall yet). CompletedProcess (text)."""
         ip = node if node[0].isdigit() else self.ip(node)
         proc = None
-        for argv in (access.as_pi(ip, [cmd]), access.as_admin(ip, [cmd])):
+        for argv in (access.as_admin(ip, [cmd]), access.as_pi(ip, [cmd])):
             proc = subprocess.run(
                 argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
             )

@@ -50,7 +50,7 @@ def test_default_password_no_longer_opens_any_node(cluster):
     st = cluster.status()
     for name, node in st["nodes"].items():
         proc = subprocess.run(
-            access.as_pi(node["ip"], ["true"]), capture_output=True, text=True, timeout=60, check=False,
+            access.as_pi(node["ip"], ["true"], via_deployer=True), capture_output=True, text=True, timeout=60, check=False,
             stdin=subprocess.DEVNULL,
         )
         assert proc.returncode != 0 and access.auth_failed(proc), f"{name}: pi/raspberry still logs in"
@@ -69,8 +69,8 @@ def test_running_the_bootstrap_again_changes_nothing(cluster):
     deployer = cluster.run(
         "psi",
         f"sudo {REPO_ON_DEPLOYER}/bootstrap/deployer --package-cache http://{cluster.status()['host']}:8080 "
-        f"--inventory {REPO_ON_DEPLOYER}/lab/inventory.yaml --admin-key {REPO_ON_DEPLOYER}/lab-admin.pub "
-        f"--admin-host {cluster.status()['host']}",  # the same arguments as python3 -m lab bootstrap
+        f"--inventory {REPO_ON_DEPLOYER}/lab/inventory.yaml --admin-key {REPO_ON_DEPLOYER}/lab-admin.pub",
+        # the same arguments as python3 -m lab bootstrap
         timeout=600,
     )
     assert deployer.returncode == 0, deployer.stdout + deployer.stderr

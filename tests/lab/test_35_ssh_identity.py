@@ -153,7 +153,7 @@ def test_the_admin_logs_in_with_a_user_certificate(certified, cluster, ca_pub, t
     (tmp_path / "known_hosts").write_text(f"@cert-authority * {ca_pub}\n")
     epsilon = cluster.ip("epsilon")
     proc = subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "PubkeyAcceptedAlgorithms=ssh-ed25519-cert-v01@openssh.com",
+        ["ssh", "-F", "/dev/null", *access.through_deployer(epsilon), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "PubkeyAcceptedAlgorithms=ssh-ed25519-cert-v01@openssh.com",
          "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
          "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}", "-o", "GlobalKnownHostsFile=/dev/null",
          f"piclust@{epsilon}", "id -un"],

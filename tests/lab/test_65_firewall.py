@@ -100,3 +100,22 @@ def test_the_cluster_still_reaches_its_services(rolled_out):
     pings = salt(rolled_out, "'*' test.ping", timeout=60)
     assert pings == {n: True for n in rolled_out.nodes}, pings
 
+
+
+def test_the_admin_reaches_the_other_nodes_through_the_deployer_only(rolled_out):
+    """The lab host is the admin's workstation (in the subnet, not a node): its SSH to delta
+    times out, and `python3 -m lab ssh delta` (ProxyCommand through psi) logs in, from psi."""
+    st = rolled_out.status()
+    delta, psi = st["nodes"]["delta"]["ip"], st["nodes"]["psi"]["ip"]
+    direct = subprocess.run([sys.executable, str(PROBE), "probe", delta, str(TIMEOUT), "tcp:22,tcp:3632"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert direct.returncode == 0, direct.stderr
+    assert json.loads(direct.stdout) == {"tcp:22": "timeout", "tcp:3632": "timeout"}
+    assert json.loads(subprocess.run([sys.executable, str(PROBE), "probe", psi, str(TIMEOUT), "tcp:22"],
+                                     capture_output=True, text=True, timeout=60, check=True).stdout) == {"tcp:22": "open"}
+    since = rolled_out.run("delta", "date +%s", check=True).stdout.strip()
+    proc = subprocess.run([sys.executable, "-m", "lab", "ssh", "delta", "--", "id", "-un"],
+                          cwd=TESTS.parent, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "piclust", proc.stdout + proc.stderr
+    log = rolled_out.run("delta", f"sudo journalctl -u ssh --since @{since} --no-pager -o cat", check=True).stdout
+    assert f"Accepted publickey for piclust from {psi} " in log, log[-1500:]

@@ -152,14 +152,6 @@ def test_the_deployer_must_let_every_node_reach_the_master(salt_factories):
         render(node)
 
 
-def test_admin_hosts_reach_ssh_only(salt_factories):
-    node = loaders(salt_factories, "delta", cluster_admin_hosts=["192.168.10.250"])
-    text, _ = render(node)
-    assert accepts(text, "192.168.10.250", "tcp", 22)
-    assert not accepts(text, "192.168.10.250", "tcp", 3632)
-    assert not accepts(text, POOL[0], "tcp", 22)
-
-
 def test_the_state_checks_before_it_replaces_and_loads_only_on_change(salt_factories):
     """salt/firewall/init.sls for a compute node: the ruleset goes through `nft -c -f`, the load
     runs only when the loaded table is not the file's, the boot unit is enabled, not started."""
