@@ -1715,3 +1715,139 @@ def history(limit=HISTORY_LIMIT, node=None):
     runs = [run for jid in sorted(index["jobs"], reverse=True) for _, run in sorted(index["jobs"][jid]["runs"].items())
             if node in (None, run["node"])]
     return runs[: int(limit)]
+
+
+# --------------------------------------------------------------------------------------
+# Backup of the deployer: everything a rebuilt deployer needs that is not in the repository,
+# in one archive encrypted with a passphrase (it holds the GPG key the repository's secrets are
+# encrypted to, so it cannot be encrypted to that key). bootstrap/restore-backup reads it:
+# bootstrap/deployer --restore ARCHIVE --passphrase-file FILE.
+# --------------------------------------------------------------------------------------
+
+BACKUP_FORMAT = 1
+BACKUP_PASSPHRASE = "backup.passphrase"  # in the secrets dir unless the admin names a file
+_BACKUP_SKIP = ("S.", ".#", "random_seed")  # gpg-agent sockets, lock files
+
+
+def _backup_dirs():
+    """{what: directory} of the deployer's state that the archive carries."""
+    dirs = {
+        "master keys (accepted minion keys included)": __opts__.get("pki_dir", "/etc/salt/pki/master"),
+        "secrets, SSH CA, minion keys": __opts__.get("cluster_secrets_dir", "/etc/salt/cluster-secrets"),
+        "GPG keyring of the encrypted secrets": __opts__.get("gpg_keydir") or "/etc/salt/gpgkeys",
+    }
+    return {what: path for what, path in dirs.items() if path and os.path.isdir(path)}
+
+
+def _backup_files(directory):
+    """The regular files under ``directory`` (no sockets, no lock files), sorted."""
+    out = []
+    for root, subdirs, files in os.walk(directory):
+        subdirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if not name.startswith(_BACKUP_SKIP) and os.path.isfile(path) and not os.path.islink(path):
+                out.append(path)
+    return out
+
+
+def _backup_passphrase(passphrase_file):
+    """The passphrase file: the admin's, or one made once in the secrets dir (0600)."""
+    import secrets  # pylint: disable=import-outside-toplevel
+
+    if passphrase_file:
+        if not os.path.isfile(passphrase_file):
+            raise CommandExecutionError(f"passphrase_file {passphrase_file}: no such file")
+        return passphrase_file
+    path = os.path.join(__opts__.get("cluster_secrets_dir", "/etc/salt/cluster-secrets"), BACKUP_PASSPHRASE)
+    if not os.path.isfile(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        _progress(f"made the backup passphrase {path}: keep a copy off this card, the archive needs it")
+    return path
+
+
+def _backup_leases(inv):
+    """{node: text} of the DHCP lease database of each lanservices node that answers."""
+    pair = _model().nodes("lanservices", inv)
+    if not pair:
+        return {}
+    got = _call(pair, "file.read", ["/var/lib/dhcp/dhcpd.leases"], timeout=30, tgt_type="list")
+    return {node: text for node, text in got.items() if isinstance(text, str) and "lease" in text}
+
+
+def backup(path, passphrase_file=None, leases=True):
+    """
+    Write one encrypted archive of everything the deployer holds that the repository does not:
+    the master's keys and the minion keys it accepted, the secrets directory (secrets, SSH CA,
+    each node's minion key, admin certificates, the TLS CA when there is one), the GPG keyring
+    the repository's secrets are encrypted to, and the DHCP lease databases of the lanservices
+    pair. Encrypted (gpg, AES256) with the passphrase in ``passphrase_file``, else with one made
+    once in the secrets directory (``backup.passphrase``: copy it off the card). The archive is
+    written 0600, atomically; ``bootstrap/deployer --restore ARCHIVE --passphrase-file FILE``
+    rebuilds a deployer from it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run cluster.backup /media/usb/deployer.tar.gpg
+        salt-run cluster.backup /root/deployer.tar.gpg passphrase_file=/root/backup-passphrase
+    """
+    import hashlib  # pylint: disable=import-outside-toplevel
+    import io  # pylint: disable=import-outside-toplevel
+    import tarfile  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+
+    path = os.path.abspath(path)
+    if not os.path.isdir(os.path.dirname(path)):
+        return _fail(f"cluster.backup: {os.path.dirname(path)} is not a directory")
+    inv = inventory()
+    passphrase = _backup_passphrase(passphrase_file)
+    dirs = _backup_dirs()
+    manifest = {"format": BACKUP_FORMAT, "created": _now(), "deployer": _model().deployer(inv),
+                "dirs": sorted(dirs.values()), "files": {}, "dhcp_leases": {}}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+
+        def add(name, data, mode=0o600):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+            return hashlib.sha256(data).hexdigest()
+
+        for directory in dirs.values():
+            for file in _backup_files(directory):
+                with salt.utils.files.fopen(file, "rb") as handle:
+                    data = handle.read()
+                mode = os.stat(file).st_mode & 0o7777
+                manifest["files"][file] = {"sha256": add("files" + file, data, mode), "mode": f"{mode:04o}"}
+        if leases:
+            for node, text in sorted(_backup_leases(inv).items()):
+                manifest["dhcp_leases"][node] = add(f"dhcp/{node}.leases", text.encode())
+        add("MANIFEST.json", json.dumps(manifest, indent=1, sort_keys=True).encode(), 0o644)
+    tmp = f"{path}.tmp{os.getpid()}"
+    umask = os.umask(0o077)  # the archive is never readable by others, not even while gpg writes it
+    with tempfile.TemporaryDirectory() as home:  # symmetric: gpg needs no keyring, only a home
+        proc = subprocess.run(
+            ["gpg", "--batch", "--quiet", "--no-tty", "--homedir", home, "--symmetric", "--cipher-algo", "AES256",
+             "--pinentry-mode", "loopback", "--passphrase-file", passphrase, "--output", tmp],
+            input=buf.getvalue(), capture_output=True, check=False,
+        )
+    os.umask(umask)
+    if proc.returncode != 0:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        return _fail(f"cluster.backup: gpg failed: {proc.stderr.decode(errors='replace').strip()}")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return {
+        "archive": path,
+        "bytes": os.path.getsize(path),
+        "files": len(manifest["files"]),
+        "dirs": sorted(dirs.values()),
+        "dhcp_leases": sorted(manifest["dhcp_leases"]),
+        "passphrase_file": passphrase,
+    }
+
