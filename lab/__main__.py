@@ -60,6 +60,9 @@ def main(argv=None):
     )
     sub.add_parser("down", help="remove everything the lab made")
     sub.add_parser("bootstrap", help="the deployer, then every node over salt-ssh (all nodes must be up)")
+    p_restore = sub.add_parser("restore-deployer", help="rebuild the re-flashed deployer from salt-run cluster.backup's archive")
+    p_restore.add_argument("archive")
+    p_restore.add_argument("passphrase_file")
     sub.add_parser("orch", help="salt-run state.orch orch.cluster on the deployer (after bootstrap)")
     sub.add_parser("status", help="nodes and their state").add_argument("--json", action="store_true")
     p_ssh = sub.add_parser("ssh", help="a shell or a command on a node (pi while vanilla, then the admin, through the deployer)")
@@ -92,6 +95,10 @@ def main(argv=None):
             return _status(inv, args.json)
         if args.command == "orch":
             print(f"orch.cluster: {cluster.orchestrate(inv, lifecycle.nodes_of(inv)):.1f} s")
+            return 0
+        if args.command == "restore-deployer":
+            times = cluster.restore_deployer(inv, lifecycle.nodes_of(inv), args.archive, args.passphrase_file)
+            print("restore times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
             return 0
         if args.command == "bootstrap":
             times = cluster.bootstrap(inv, lifecycle.nodes_of(inv))

@@ -54,36 +54,7 @@ def bootstrap(inv, nodes):
     if down:
         raise LabError(f"nodes not running: {', '.join(down)} (python3 -m lab up)")
     deployer = by_name[model().deployer(inv)]
-    cache = f"http://{net.host_address(inv)}:{HTTP_PORT}"
-    times = {}
-
-    started = time.monotonic()
-    log(f"copying the checkout to {deployer.name}:{CHECKOUT}")
-    _checked(
-        deployer,
-        f"sudo rm -rf {CHECKOUT}.new && sudo mkdir -p {CHECKOUT}.new && sudo tar -C {CHECKOUT}.new -xf - && "
-        f"sudo rm -rf {CHECKOUT}.old && (sudo mv {CHECKOUT} {CHECKOUT}.old 2>/dev/null || true) && "
-        f"sudo mv {CHECKOUT}.new {CHECKOUT} && sudo rm -rf {CHECKOUT}.old",
-        "copying the checkout",
-        stdin=_checkout_tar(),
-    )
-    _checked(deployer, f"sudo tee {CHECKOUT}/lab-admin.pub >/dev/null", "copying the lab admin key", stdin=access.KEY.with_suffix(".pub").read_bytes())
-    times["copy"] = time.monotonic() - started
-
-    started = time.monotonic()
-    log(f"bootstrap/deployer on {deployer.name}")
-    out = _checked(
-        deployer,
-        f"sudo {CHECKOUT}/bootstrap/deployer --package-cache {cache} --inventory {CHECKOUT}/lab/inventory.yaml "
-        f"--admin-key {CHECKOUT}/lab-admin.pub",
-        "bootstrap/deployer",
-    )
-    log(out.strip().splitlines()[-1] if out.strip() else "")
-    # what an admin does once on the real router: let the deployer's key in (for the handover)
-    router.router(inv).authorize(
-        _checked(deployer, f"sudo cat {DEPLOYER_KEY}.pub", "reading the deployer's public key")
-    )
-    times["deployer"] = time.monotonic() - started
+    times = _install_deployer(inv, deployer)
 
     started = time.monotonic()
     log("salt-ssh '*' state.apply bootstrap.minion (from the deployer)")
@@ -99,20 +70,84 @@ def bootstrap(inv, nodes):
         raise LabError("bootstrap.minion failed:\n" + "\n".join(failed))
 
     started = time.monotonic()
-    names = sorted(by_name)
-    for _ in range(60):
+    _wait_for_minions(deployer, sorted(by_name))
+    times["ping"] = time.monotonic() - started
+    log("every minion answers: " + ", ".join(sorted(by_name)))
+    return times
+
+
+def _install_deployer(inv, deployer, restore=None):
+    """Copy the checkout onto the deployer and run bootstrap/deployer there (with ``restore``,
+    ``(archive, passphrase file)`` on this host: copied too, and passed as --restore); return the
+    seconds each step took."""
+    cache = f"http://{net.host_address(inv)}:{HTTP_PORT}"
+    times = {}
+    started = time.monotonic()
+    log(f"copying the checkout to {deployer.name}:{CHECKOUT}")
+    _checked(
+        deployer,
+        f"sudo rm -rf {CHECKOUT}.new && sudo mkdir -p {CHECKOUT}.new && sudo tar -C {CHECKOUT}.new -xf - && "
+        f"sudo rm -rf {CHECKOUT}.old && (sudo mv {CHECKOUT} {CHECKOUT}.old 2>/dev/null || true) && "
+        f"sudo mv {CHECKOUT}.new {CHECKOUT} && sudo rm -rf {CHECKOUT}.old",
+        "copying the checkout",
+        stdin=_checkout_tar(),
+    )
+    _checked(deployer, f"sudo tee {CHECKOUT}/lab-admin.pub >/dev/null", "copying the lab admin key", stdin=access.KEY.with_suffix(".pub").read_bytes())
+    args = ""
+    if restore:
+        for path, name in zip(restore, ("deployer-backup.tar.gpg", "backup-passphrase"), strict=True):
+            with open(path, "rb") as handle:
+                _checked(deployer, f"sudo install -d -m 0700 /root/restore && sudo tee /root/restore/{name} >/dev/null "
+                                   f"&& sudo chmod 0600 /root/restore/{name}", f"copying {path}", stdin=handle.read())
+        args = " --restore /root/restore/deployer-backup.tar.gpg --passphrase-file /root/restore/backup-passphrase"
+    times["copy"] = time.monotonic() - started
+
+    started = time.monotonic()
+    log(f"bootstrap/deployer on {deployer.name}" + (" (restoring its backup)" if restore else ""))
+    out = _checked(
+        deployer,
+        f"sudo {CHECKOUT}/bootstrap/deployer --package-cache {cache} --inventory {CHECKOUT}/lab/inventory.yaml "
+        f"--admin-key {CHECKOUT}/lab-admin.pub{args}",
+        "bootstrap/deployer",
+    )
+    lines = out.strip().splitlines()
+    for line in [ln for ln in lines if ln.startswith("restored ")] + lines[-1:]:
+        log(line)
+    # what an admin does once on the real router: let the deployer's key in (for the handover)
+    router.router(inv).authorize(
+        _checked(deployer, f"sudo cat {DEPLOYER_KEY}.pub", "reading the deployer's public key")
+    )
+    times["deployer"] = time.monotonic() - started
+    return times
+
+
+def _wait_for_minions(deployer, names, tries=60):
+    answered = []
+    for _ in range(tries):
         out = on_node(deployer, "sudo salt --out json --static --timeout 10 '*' test.ping").stdout.decode()
         try:
             answered = sorted(k for k, v in json.loads(out or "{}").items() if v is True)
         except ValueError:
             answered = []
         if answered == names:
-            break
+            return
         time.sleep(2)
-    else:
-        raise LabError(f"minions answering test.ping: {answered}, expected {names}")
+    raise LabError(f"minions answering test.ping: {answered}, expected {names}")
+
+
+def restore_deployer(inv, nodes, archive, passphrase):
+    """Rebuild the (re-flashed) deployer from its backup the way an admin does: the checkout and
+    the archive onto the card, ``bootstrap/deployer --restore``; then wait until every minion
+    answers (with the key it had: nothing is accepted by hand). Seconds per step."""
+    by_name = {n.name: n for n in nodes}
+    deployer = by_name[model().deployer(inv)]
+    if not deployer.running():
+        raise LabError(f"{deployer.name} is not running (python3 -m lab up {deployer.name})")
+    times = _install_deployer(inv, deployer, restore=(archive, passphrase))
+    started = time.monotonic()
+    _wait_for_minions(deployer, sorted(by_name))
     times["ping"] = time.monotonic() - started
-    log("every minion answers: " + ", ".join(names))
+    log("every minion answers: " + ", ".join(sorted(by_name)))
     return times
 
 

@@ -12,6 +12,8 @@ Set LAB_KEEP=1 to leave the lab running after the session (for debugging).
 import json
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -164,3 +166,39 @@ def changes(state_returns):
         assert not failed, f"{minion}: {failed}"
         out[minion] = sorted(sid.split("_|-")[1] for sid, s in ret.items() if s.get("changes"))
     return out
+
+
+class DnsLoad:
+    """DNS-OARC's dnsperf at ``qps`` queries/s (the A records of ``names``) through the VIP until
+    stopped; its counters parsed (sent, completed, lost)."""
+
+    def __init__(self, vip, domain, tmp_path, names, qps):
+        self.data = tmp_path / "queries"
+        self.data.write_text("".join(f"{n}.{domain} A\n" for n in names))
+        self.vip, self.qps = vip, qps
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            ["dnsperf", "-s", self.vip, "-d", str(self.data), "-Q", str(self.qps), "-l", "3600", "-t", "2", "-c", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.started = time.monotonic()
+        return self
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)  # dnsperf stops sending, waits for the timeout, reports
+        out, _ = self.proc.communicate(timeout=60)
+        self.seconds = time.monotonic() - self.started
+
+        def count(label):
+            found = re.search(rf"{label}:\s+(\d+)", out)
+            assert found, f"dnsperf printed no '{label}':\n{out}"
+            return int(found.group(1))
+
+        self.sent, self.completed, self.lost = count("Queries sent"), count("Queries completed"), count("Queries lost")
+        return out
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

@@ -10,56 +10,18 @@ unplanned failover loses the packets in flight), and alpha's return loses none.
 """
 
 import os
-import re
-import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
 from lab.probe import DhcpClient
-from tests.lab.conftest import changes, salt, salt_run
+from tests.lab.conftest import DnsLoad, changes, salt, salt_run
 
 pytestmark = pytest.mark.lab
 
 NODES = ["alpha", "beta", "psi", "delta", "epsilon", "gamma", "zeta"]
 QPS = 200
-
-
-class DnsLoad:
-    """dnsperf at QPS queries/s through the VIP until stopped; its counters parsed."""
-
-    def __init__(self, vip, domain, tmp_path):
-        self.data = tmp_path / "queries"
-        self.data.write_text("".join(f"{n}.{domain} A\n" for n in NODES))
-        self.vip = vip
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            ["dnsperf", "-s", self.vip, "-d", str(self.data), "-Q", str(QPS), "-l", "3600", "-t", "2", "-c", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.started = time.monotonic()
-        return self
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)  # dnsperf stops sending, waits for the timeout, reports
-        out, _ = self.proc.communicate(timeout=60)
-        self.seconds = time.monotonic() - self.started
-
-        def count(label):
-            found = re.search(rf"{label}:\s+(\d+)", out)
-            assert found, f"dnsperf printed no '{label}':\n{out}"
-            return int(found.group(1))
-
-        self.sent, self.completed, self.lost = count("Queries sent"), count("Queries completed"), count("Queries lost")
-        return out
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def boot_ids(cluster):
@@ -92,7 +54,7 @@ def test_rolling_maintenance_loses_no_query_and_reboots_every_node(rolled_out, t
         with DhcpClient(mac, tag="maint") as client:
             leases.append(client.lease(timeout=60))
 
-    with DnsLoad(st["vip"], st["domain"], tmp_path) as load:
+    with DnsLoad(st["vip"], st["domain"], tmp_path, NODES, QPS) as load:
         prober = threading.Thread(target=lease_meanwhile, daemon=True)
         prober.start()
         started = time.monotonic()
@@ -120,7 +82,7 @@ def test_rolling_maintenance_loses_no_query_and_reboots_every_node(rolled_out, t
 def test_power_loss_of_alpha_under_load(rolled_out, tmp_path):
     st = rolled_out.status()
     vip = st["vip"]
-    with DnsLoad(vip, st["domain"], tmp_path) as outage:
+    with DnsLoad(vip, st["domain"], tmp_path, NODES, QPS) as outage:
         time.sleep(5)
         rolled_out.cli("power-loss", "alpha")
         time.sleep(15)  # beta holds the VIP by now
@@ -128,7 +90,7 @@ def test_power_loss_of_alpha_under_load(rolled_out, tmp_path):
     print(f"\npower loss of alpha under {QPS} queries/s: lost {outage.lost} of {outage.sent} "
           f"({outage.lost / QPS:.2f} s of traffic)\n{report[-600:]}")
     # the way back: alpha boots, takes the VIP back by preemption; no query may be lost
-    with DnsLoad(vip, st["domain"], tmp_path) as back:
+    with DnsLoad(vip, st["domain"], tmp_path, NODES, QPS) as back:
         time.sleep(2)
         rolled_out.cli("up", "alpha")
         deadline, held = time.monotonic() + 300, False
