@@ -11,6 +11,12 @@ signs user certificates for, with their certificates' paths; never any key's con
 ``ssh_signing_policies``: one ``host_<node>``
 policy per other node, which only that minion may use and which pins the principals to its
 name, FQDN and IP (salt/sshd/hostcert.sls asks for it by remote signing).
+``deploy:tls_ca_cert``: the cluster TLS CA's certificate (PEM, public; '' until the deployer's
+highstate made it, salt/tls_ca), for every node's trust store; ``deploy:tls_cert_days``: the
+lifetime of a node's TLS certificate. The deployer alone also gets ``deploy:tls_ca`` (paths of
+the CA key and certificate) and ``x509_signing_policies``: one ``tls_<node>`` policy per node
+(the deployer's included: it signs its own locally under it), which only that minion may use
+and which pins the certificate's subject and names to the node's name, FQDN and IP.
 """
 import glob
 import importlib.util
@@ -43,6 +49,39 @@ def _host_signing_policies(model, inventory, ca_key, ttl):
     return policies
 
 
+# the deployer's TLS services listen on the loopback (Redis): its certificate names it too
+LOOPBACK_NAMES = ["DNS:localhost", "IP:127.0.0.1", "IP:::1"]
+
+
+def _tls_signing_policies(model, inventory, ca_key, ca_cert, days):
+    """``x509_signing_policies`` of the TLS CA minion: ``tls_<node>`` for every node, usable by
+    that minion ID only (``minions`` is a glob without wildcards). x509_v2 merges a policy over
+    the request, the policy winning: the subject (CN) and subjectAltName a node gets are these,
+    whatever it asks for. A policy cannot depend on who asks, hence one policy per node (a
+    policy per role could not pin each node's names)."""
+    policies = {}
+    deployer = model.deployer(inventory)
+    for name in model.nodes(None, inventory):
+        node = model.node(name, inventory)
+        sans = [f"DNS:{node['name']}", f"DNS:{node['fqdn']}", f"IP:{node['ip']}"]
+        if name == deployer:
+            sans += LOOPBACK_NAMES
+        policies[f"tls_{name}"] = {
+            "minions": name,
+            "signing_private_key": ca_key,
+            "signing_cert": ca_cert,
+            "CN": node["fqdn"],
+            "subjectAltName": ", ".join(sans),
+            "basicConstraints": "critical, CA:false",
+            "keyUsage": "critical, digitalSignature, keyEncipherment",
+            "extendedKeyUsage": "serverAuth, clientAuth",
+            "subjectKeyIdentifier": "hash",
+            "authorityKeyIdentifier": "keyid:always",
+            "days_valid": days,
+        }
+    return policies
+
+
 def run():
     pillar_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
@@ -69,6 +108,9 @@ def run():
     ]
     ca_key = os.path.join(secrets_dir, "ssh", "ca_ed25519")
     ca_pub = ca_key + ".pub"
+    # the TLS CA (salt/tls_ca makes both on the deployer's highstate; the key never leaves it)
+    tls_ca_key = os.path.join(secrets_dir, "tls", "ca.key")
+    tls_ca_cert = os.path.join(secrets_dir, "tls", "ca.crt")
     deployer = model.node(model.deployer(inventory), inventory)
     deploy = {
         "master": deployer["ip"],
@@ -80,6 +122,8 @@ def run():
         "admin_pubkeys": pubkeys,
         "ssh_ca_pub": _read(ca_pub) if os.path.isfile(ca_pub) else "",
         "ssh_host_cert_ttl": __opts__.get("cluster_ssh_host_cert_ttl", "90d"),
+        "tls_ca_cert": _read(tls_ca_cert) + "\n" if os.path.isfile(tls_ca_cert) else "",
+        "tls_cert_days": int(__opts__.get("cluster_tls_cert_days", 60)),
     }
     if __opts__.get("id") == deployer["name"]:  # the master pre-accepts every node's key
         keydir = os.path.join(secrets_dir, "minion-keys")
@@ -100,4 +144,9 @@ def run():
                 certs[pub] = os.path.join(secrets_dir, "admin-certs", f"{name}-cert.pub")
         deploy["ssh_ca"] = {"key": ca_key, "user_certs": {k: v for k, v in certs.items() if os.path.isfile(k)}}
         extra["ssh_signing_policies"] = _host_signing_policies(model, inventory, ca_key, deploy["ssh_host_cert_ttl"])
+    if __opts__.get("id") == deployer["name"]:  # the TLS CA, deployer only (paths, never the key)
+        deploy["tls_ca"] = {"key": tls_ca_key, "cert": tls_ca_cert}
+        extra["x509_signing_policies"] = _tls_signing_policies(
+            model, inventory, tls_ca_key, tls_ca_cert, deploy["tls_cert_days"]
+        )
     return {"cluster": inventory, "deploy": deploy, **extra}

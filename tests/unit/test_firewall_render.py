@@ -44,8 +44,8 @@ def test_one_table_of_its_own_replaced_atomically(rendered):
 
 def test_compute_node(rendered):
     text, fw = rendered["compute"]
-    assert fw["sls"] == ["network", "admin", "admin.default_user_absent", "sshd", "minion", "chrony", "sshd.hostcert", "firewall",
-                         "distcc", "mpich", "k3s"]
+    assert fw["sls"] == ["network", "admin", "admin.default_user_absent", "sshd", "minion", "chrony", "sshd.hostcert", "tls",
+                         "firewall", "distcc", "mpich", "k3s"]
     for node in IP:
         assert accepts(text, IP[node], "tcp", 3632), node
         assert accepts(text, IP[node], "tcp", 22), node
@@ -80,6 +80,9 @@ def test_compute_node(rendered):
 def test_deployer(rendered):
     text, fw = rendered["deployer"]
     assert "master" in fw["sls"] and "redis" in fw["sls"]  # master includes redis
+    # Redis's plain and TLS ports are on the loopback only: opened to nobody
+    for port in (6379, 6380):
+        assert not any(accepts(text, src, "tcp", port) for src in [*IP.values(), *POOL, SUBNET_GUEST]), port
     assert fw["confirm"]["host"] == ""  # its own load rests on the render-time assertion
     for node in IP:
         assert accepts(text, IP[node], "tcp", 4505) and accepts(text, IP[node], "tcp", 4506), node
