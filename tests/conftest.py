@@ -1,8 +1,11 @@
-"""Shared fixtures: paths of the project and a short root for salt-factories' sockets."""
+"""Shared fixtures: paths of the project, a short root for salt-factories' sockets, and the
+cluster's secrets as bootstrap/generate-secrets makes them (sealed copies, GPG key)."""
 
 import importlib.util
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -11,6 +14,43 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 STATE_TREE = REPO / "salt"
 PILLAR_TREE = REPO / "pillar"
 INVENTORY = PILLAR_TREE / "cluster" / "inventory.yaml"
+GENERATE_SECRETS = REPO / "bootstrap" / "generate-secrets"
+_KEYDIRS = []  # every GPG keydir a test made: their gpg-agents are stopped at the end
+
+
+def secrets_layout(secrets_dir):
+    """Where make_secrets puts what a deployer has elsewhere: the GPG keydir (its
+    /etc/salt/gpgkeys) and the repository holding the sealed copies, beside ``secrets_dir``."""
+    base = pathlib.Path(secrets_dir).parent
+    return base / "gpgkeys", base / "repo"
+
+
+def make_secrets(secrets_dir, *args, check=True):
+    """Run bootstrap/generate-secrets into ``secrets_dir`` (``args``: e.g. --inventory FILE) with
+    the keydir and repository of ``secrets_layout``: never this checkout nor /etc/salt/gpgkeys."""
+    keydir, repo = secrets_layout(secrets_dir)
+    _KEYDIRS.append(keydir)
+    cmd = [sys.executable, str(GENERATE_SECRETS), str(secrets_dir), "--repo", str(repo), "--gpg-keydir", str(keydir)]
+    return subprocess.run([*cmd, *map(str, args)], check=check, capture_output=True, text=True, timeout=300)
+
+
+def secrets_opts(secrets_dir):
+    """The config a master (or a masterless minion) needs to render the secrets pillar from what
+    make_secrets made: the plain directory, Salt's gpg keydir, and the sealed copies as a second
+    pillar root (on a deployer they are in the repository's own pillar/secrets/sealed)."""
+    keydir, repo = secrets_layout(secrets_dir)
+    return {
+        "cluster_secrets_dir": str(secrets_dir),
+        "gpg_keydir": str(keydir),
+        "gpg_decrypt_must_succeed": True,
+        "pillar_roots": {"base": [str(PILLAR_TREE), str(repo / "pillar")]},
+    }
+
+
+def stop_gpg_agents(keydirs):
+    for keydir in keydirs:
+        if pathlib.Path(keydir).exists():
+            subprocess.run(["gpgconf", "--homedir", str(keydir), "--kill", "gpg-agent"], check=False, capture_output=True)
 
 
 def load_by_path(name, path):
@@ -29,3 +69,10 @@ def salt_factories_default_root_dir():
     root = pathlib.Path(tempfile.mkdtemp(prefix="sf", dir="/tmp/rpic"))
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _gpg_agents():
+    """gpg starts one agent per keydir (generate-secrets, Salt's renderer): none outlives the tests."""
+    yield
+    stop_gpg_agents(_KEYDIRS)

@@ -1,3 +1,4 @@
+#!jinja|yaml|gpg
 {#- Secrets of the deployer; top.sls targets this file by minion ID only. #}
 {%- from 'secrets/read.jinja' import secret with context %}
 secrets:

@@ -4,6 +4,10 @@
 include:
   - redis
 
+master-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ master.pkgs | json }}
+
 {%- for id, pub in pillar['deploy'].get('minion_pubkeys', {}) | dictsort %}
 
 master-accepted-key-{{ id }}-file-managed:
@@ -36,6 +40,7 @@ master-service-running:
     - enable: True
     - require:
       - sls: redis
+      - pkg: master-pkg-installed
     - watch:
       - file: master-unit-file-managed
       - file: master-redis-auth-file-managed

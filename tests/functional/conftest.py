@@ -1,12 +1,10 @@
 """Functional tier: Salt's loaders over the real salt/ tree, _modules and pillar; no daemons."""
 
-import subprocess
-import sys
 
 import pytest
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, PILLAR_TREE, REPO, STATE_TREE
+from tests.conftest import INVENTORY, STATE_TREE, make_secrets, secrets_opts
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +16,7 @@ def node_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def secrets_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("secrets") / "cluster-secrets"
-    subprocess.run([sys.executable, str(REPO / "bootstrap" / "generate-secrets"), str(path)], check=True)
+    make_secrets(path)
     return path
 
 
@@ -29,9 +27,8 @@ def minion_opts(salt_factories, node_root, secrets_dir):
         overrides={
             "file_client": "local",
             "file_roots": {"base": [str(STATE_TREE)]},
-            "pillar_roots": {"base": [str(PILLAR_TREE)]},
             "cluster_inventory": str(INVENTORY),
-            "cluster_secrets_dir": str(secrets_dir),
+            **secrets_opts(secrets_dir),
             "grains": {"roles": ["lanservices"]},
             "common": {"lookup": {"root": str(node_root), "set_running_hostname": False, "include": []}},
             "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},

@@ -20,7 +20,7 @@ import time
 
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, PILLAR_TREE, STATE_TREE
+from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
 
 HAVE_NETNS = os.geteuid() == 0 and shutil.which("ip") is not None
 CLONE_NEWNET = 0x40000000
@@ -41,9 +41,8 @@ def node_loaders(salt_factories, name, root, secrets_dir, grains=None, inventory
     overrides = {
         "file_client": "local",
         "file_roots": {"base": [str(STATE_TREE)]},
-        "pillar_roots": {"base": [str(PILLAR_TREE)]},
         "cluster_inventory": str(inventory or INVENTORY),
-        "cluster_secrets_dir": str(secrets_dir),
+        **secrets_opts(secrets_dir),
         "grains": {**(grains or {})},
         "common": {"lookup": {"root": root, "set_running_hostname": False, "include": []}},
         "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},

@@ -19,7 +19,7 @@ import time
 
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, PILLAR_TREE, STATE_TREE
+from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
 from tests.functional.lannet import Daemon, _ip  # one netns daemon helper for every LAN test
 
 HAVE_NETNS = os.geteuid() == 0 and shutil.which("ip") is not None
@@ -45,9 +45,8 @@ def node_loaders(salt_factories, name, root, secrets_dir, bind=None, keepalived=
     overrides = {
         "file_client": "local",
         "file_roots": {"base": [str(STATE_TREE)]},
-        "pillar_roots": {"base": [str(PILLAR_TREE)]},
         "cluster_inventory": str(INVENTORY),
-        "cluster_secrets_dir": str(secrets_dir),
+        **secrets_opts(secrets_dir),
         "grains": {"roles": ["lanservices"], **(grains or {})},
         "common": {"lookup": {"root": root, "set_running_hostname": False, "include": []}},
         "bind": {"lookup": {"root": root, "pkgs": [], "manage_service": False, "serial_from_servers": False,

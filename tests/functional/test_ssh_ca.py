@@ -19,7 +19,7 @@ import pytest
 from saltfactories.utils.functional import Loaders
 
 import salt.utils.secret
-from tests.conftest import INVENTORY, PILLAR_TREE, STATE_TREE
+from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 HAVE_SSHD = os.path.exists(SSHD) and bool(shutil.which("ssh"))
@@ -65,10 +65,9 @@ def make_loaders(salt_factories, secrets_dir, workdir):
             "module_dirs": [str(workdir / "extmods")],
             "file_client": "local",
             "file_roots": {"base": [str(STATE_TREE)]},
-            "pillar_roots": {"base": [str(PILLAR_TREE)]},
             "cachedir": str(cache),
             "cluster_inventory": str(INVENTORY),
-            "cluster_secrets_dir": str(secrets_dir),
+            **secrets_opts(secrets_dir),
             "grains": {"roles": roles},
             "common": {"lookup": {"root": str(workdir / minion_id / "root"), "include": [],
                                   "set_running_hostname": False}},

@@ -6,13 +6,11 @@ a scratch root per minion (common:lookup:root in the minion config).
 """
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
 
-from tests.conftest import INVENTORY, PILLAR_TREE, REPO, STATE_TREE
+from tests.conftest import INVENTORY, REPO, STATE_TREE, make_secrets, secrets_opts
 
 # the integration cluster: the project inventory minus three compute nodes (every node of
 # the inventory has a running minion, or the orchestration would rightly report it missing)
@@ -62,7 +60,7 @@ def inventory_with_gamma(inventory_file):
 @pytest.fixture(scope="session")
 def secrets_dir(integration_dir):
     path = integration_dir / "cluster-secrets"
-    subprocess.run([sys.executable, str(REPO / "bootstrap" / "generate-secrets"), str(path)], check=True)
+    make_secrets(path)
     return path
 
 
@@ -72,10 +70,9 @@ def salt_master(salt_factories, inventory_file, secrets_dir):
         "rpic-master",
         overrides={
             "file_roots": {"base": [str(STATE_TREE)]},
-            "pillar_roots": {"base": [str(PILLAR_TREE)]},
             "runner_dirs": [str(REPO / "_runners")],
             "cluster_inventory": str(inventory_file),
-            "cluster_secrets_dir": str(secrets_dir),
+            **secrets_opts(secrets_dir),
             "auto_accept": False,
             "open_mode": False,
             "pillar_safe_render_error": True,

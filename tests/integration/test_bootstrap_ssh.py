@@ -32,7 +32,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import INVENTORY, PILLAR_TREE, REPO, STATE_TREE
+from tests.conftest import INVENTORY, STATE_TREE, make_secrets, secrets_opts
 from tests.integration.sandbox import MOCK_INIT_REMOVE, MOCK_INIT_SEEDS, NodeSandbox
 
 pytestmark = [
@@ -117,18 +117,7 @@ def loopback_inventory(work):
 @pytest.fixture(scope="module")
 def cluster_secrets(work, loopback_inventory):
     path = work / "cluster-secrets"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bootstrap" / "generate-secrets"),
-            str(path),
-            "--inventory",
-            str(loopback_inventory),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    make_secrets(path, "--inventory", loopback_inventory)
     return path
 
 
@@ -175,9 +164,8 @@ def ssh_master(salt_factories, work, loopback_inventory, cluster_secrets, master
         "bootstrap-ssh-master",
         overrides={
             "file_roots": {"base": [str(STATE_TREE)]},
-            "pillar_roots": {"base": [str(PILLAR_TREE)]},
             "cluster_inventory": str(loopback_inventory),
-            "cluster_secrets_dir": str(cluster_secrets),
+            **secrets_opts(cluster_secrets),
             "cluster_master_pub": str(master_pub),
             # the venv's Salt: the pip step's `unless` holds (see the node fixture)
             "cluster_salt_version": importlib.metadata.version("salt"),

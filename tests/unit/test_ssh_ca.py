@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 import salt.utils.sshpki as sshpki
-from tests.conftest import INVENTORY, REPO
+from tests.conftest import INVENTORY, REPO, secrets_layout, stop_gpg_agents
 
 
 def _load(name, path):
@@ -27,6 +27,12 @@ secrets_tool = _load("generate_secrets", REPO / "bootstrap" / "generate-secrets"
 DOMAIN = "dc1.b3rry.clust0r"
 
 
+def _generate(secrets_dir):
+    """generate-secrets in-process, with its GPG keydir and repository beside ``secrets_dir``."""
+    keydir, repo = secrets_layout(secrets_dir)
+    return secrets_tool.main(["generate-secrets", str(secrets_dir), "--repo", str(repo), "--gpg-keydir", str(keydir)])
+
+
 def _pillar(secrets_dir, minion_id):
     """pillar/cluster/init.sls (a #!py file) rendered for one minion, as the master does."""
     module = _load("cluster_pillar", REPO / "pillar" / "cluster" / "init.sls")
@@ -38,13 +44,14 @@ def _pillar(secrets_dir, minion_id):
 @pytest.fixture(scope="module")
 def secrets_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("secrets") / "cluster-secrets"
-    assert secrets_tool.main(["generate-secrets", str(path)]) == 0
+    assert _generate(path) == 0
     admin = path / "admin-keys"
     admin.mkdir(mode=0o700)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path / "alice")], check=True)
     (admin / "alice.pub").write_text((path / "alice.pub").read_text())
     (admin / "stray-cert.pub").write_text("a certificate someone dropped here: never certified again\n")
-    return path
+    yield path
+    stop_gpg_agents([secrets_layout(path)[0]])
 
 
 def test_the_ca_key_is_made_once_and_root_only(secrets_dir, capsys):
@@ -55,8 +62,8 @@ def test_the_ca_key_is_made_once_and_root_only(secrets_dir, capsys):
     assert pub.startswith("ssh-ed25519 ") and pub.strip().endswith(" cluster-ssh-ca")
     before = key.read_bytes()
     capsys.readouterr()
-    assert secrets_tool.main(["generate-secrets", str(secrets_dir)]) == 0
-    assert "created nothing (all present)" in capsys.readouterr().out
+    assert _generate(secrets_dir) == 0
+    assert f"{secrets_dir}: created nothing\n" in capsys.readouterr().out
     assert key.read_bytes() == before
 
 
