@@ -20,6 +20,8 @@ tls-pkg-installed:
   pkg.installed:
     - pkgs: {{ tls.pkgs | json }}
 
+{%- if tls.is_ca or tls.remote_signing %}
+
 tls-dir-file-directory:
   file.directory:
     - name: {{ tls.dir }}
@@ -78,7 +80,7 @@ tls-certificate-ca-unreachable-test-fail-without-changes:
         {%- endif %}
     - onfail:
       - x509: {{ cert_state }}
-
+{%- endif %}
 {%- if tls.is_ca or tls.ca_cert %}
 
 tls-ca-trust-file-managed:

@@ -22,7 +22,7 @@ import pytest
 from saltfactories.utils.functional import Loaders
 
 import salt.utils.secret
-from tests.conftest import INVENTORY, PILLAR_TREE, STATE_TREE
+from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
 
 DOMAIN = "dc1.b3rry.clust0r"
 CERT_STATE = "tls-certificate-x509-certificate-managed"
@@ -67,10 +67,9 @@ def make_loaders(salt_factories, secrets_dir, workdir):
             "module_dirs": [str(workdir / "extmods")],
             "file_client": "local",
             "file_roots": {"base": [str(STATE_TREE)]},
-            "pillar_roots": {"base": [str(PILLAR_TREE)]},
             "cachedir": str(node / "cache"),
             "cluster_inventory": str(INVENTORY),
-            "cluster_secrets_dir": str(secrets_dir),
+            **secrets_opts(secrets_dir),
             "grains": {"roles": roles},
             "common": {"lookup": {"root": str(node / "root"), "include": [], "set_running_hostname": False}},
             # the node's paths in a scratch directory; a CA that does not answer is retried quickly
@@ -78,6 +77,8 @@ def make_loaders(salt_factories, secrets_dir, workdir):
                 "dir": str(node / "tls"), "key": str(node / "tls" / "node.key"),
                 "cert": str(node / "tls" / "node.crt"), "trust_file": str(node / "trust" / "cluster-ca.crt"),
                 "update_cmd": str(update), "ca_retry": {"attempts": 2, "interval": 1, "splay": 0},
+                # off in production until the Redis job cache passes remote signing (salt/tls/defaults.yaml)
+                "remote_signing": True,
             }},
         }
         opts = salt_factories.salt_minion_daemon(minion_id, overrides=overrides).config.copy()

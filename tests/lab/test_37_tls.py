@@ -1,9 +1,11 @@
 """End to end on the lab: the cluster TLS CA (issue 14, part 1).
 
-psi holds the CA (sls tls_ca: key root 0600 in the secrets directory); every node's own key gets
-a certificate from it by remote signing over the Salt bus under its policy tls_<id> (psi signs
-its own locally), the CA certificate is in every node's trust store, and Redis on psi serves TLS
-on the loopback with psi's certificate. Written with the feature; not run yet when committed.
+psi holds the CA (sls tls_ca: key root 0600 in the secrets directory) and signs its own
+certificate locally under its policy tls_psi; the CA certificate is in every node's trust store,
+so every node verifies psi's certificate for psi's names; Redis on psi serves TLS on the loopback
+with it. The other nodes get no certificate yet: remote signing is off (salt/tls/defaults.yaml
+says why: Salt's peer publish of x509.sign_remote_certificate does not return with the Redis
+job cache), and they make no key either.
 """
 
 import time
@@ -54,27 +56,26 @@ def test_the_ca_key_stays_root_only_on_the_deployer(issued, cluster):
     assert all(policies[n] in ("", {}) for n in policies if n != "psi")
 
 
-def test_every_node_has_a_certificate_for_its_names_trusted_by_the_system_store(issued, cluster, nodes):
-    for node, ip in nodes.items():
-        fqdn = cluster.run(node, f"openssl x509 -noout -subject -nameopt multiline -in {CERT}",
-                           check=True).stdout.split("=")[-1].strip()
-        assert fqdn.startswith(f"{node}.")
-        for name in (node, fqdn):
-            ret = cluster.run(node, f"openssl verify -verify_hostname {name} {CERT}")  # the system store
+def test_psis_certificate_is_for_its_names_and_every_node_trusts_it(issued, cluster, nodes):
+    psi_ip = nodes["psi"]
+    assert cluster.run("psi", f"sudo stat -c '%a %U' {KEY}", check=True).stdout.split() == ["600", "root"]
+    pem = cluster.run("psi", f"cat {CERT}", check=True).stdout
+    fqdn = cluster.run("psi", f"openssl x509 -noout -subject -nameopt multiline -in {CERT}",
+                       check=True).stdout.split("=")[-1].strip()
+    assert fqdn.startswith("psi.")
+    dates = cluster.run("psi", f"openssl x509 -noout -startdate -enddate -in {CERT}", check=True).stdout
+    start, end = (time.mktime(time.strptime(ln.split("=", 1)[1], "%b %d %H:%M:%S %Y GMT")) for ln in dates.splitlines())
+    assert round((end - start) / 86400) == 60, dates  # cluster_tls_cert_days
+    for node in nodes:
+        assert cluster.run(node, f"test -s {TRUST}").returncode == 0, f"{node}: no CA in the trust store"
+        cluster.run(node, f"cat > /tmp/psi.crt <<'EOF'\n{pem}EOF", check=True)
+        for name in ("psi", fqdn):  # the system store (update-ca-certificates), no -CAfile
+            ret = cluster.run(node, f"openssl verify -verify_hostname {name} /tmp/psi.crt")
             assert ret.returncode == 0 and ret.stdout.strip().endswith("OK"), f"{node} {name}: {ret.stdout}{ret.stderr}"
-        assert cluster.run(node, f"openssl verify -CAfile {TRUST} -verify_ip {ip} {CERT}").returncode == 0, node
-        assert cluster.run(node, f"openssl verify -CAfile {TRUST} -verify_hostname zeta.invalid {CERT}").returncode != 0
-        assert cluster.run(node, f"sudo stat -c '%a %U' {KEY}", check=True).stdout.split() == ["600", "root"]
-        dates = cluster.run(node, f"openssl x509 -noout -startdate -enddate -in {CERT}", check=True).stdout
-        start, end = (time.mktime(time.strptime(ln.split("=", 1)[1], "%b %d %H:%M:%S %Y GMT"))
-                      for ln in dates.splitlines())
-        assert round((end - start) / 86400) == 60, f"{node}: {dates}"
-
-
-def test_a_node_cannot_use_another_nodes_policy(issued, cluster):
-    ret = salt(cluster, f"delta x509.create_certificate ca_server=psi signing_policy=tls_zeta private_key={KEY}",
-               timeout=120)
-    assert "minion not permitted to use specified signing policy" in str(ret["delta"]), ret
+        assert cluster.run(node, f"openssl verify -verify_ip {psi_ip} /tmp/psi.crt").returncode == 0, node
+        assert cluster.run(node, "openssl verify -verify_hostname zeta.invalid /tmp/psi.crt").returncode != 0, node
+        if node != "psi":
+            assert cluster.run(node, f"sudo test -e {KEY}").returncode != 0, f"{node} made a key it has no use for"
 
 
 def test_redis_serves_tls_on_the_loopback_with_the_password(issued, cluster, nodes):

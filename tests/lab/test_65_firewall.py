@@ -11,6 +11,7 @@ import pathlib
 import random
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -119,3 +120,41 @@ def test_the_admin_reaches_the_other_nodes_through_the_deployer_only(rolled_out)
     assert proc.returncode == 0 and proc.stdout.strip() == "piclust", proc.stdout + proc.stderr
     log = rolled_out.run("delta", f"sudo journalctl -u ssh --since @{since} --no-pager -o cat", check=True).stdout
     assert f"Accepted publickey for piclust from {psi} " in log, log[-1500:]
+
+
+def test_vrrp_adverts_from_a_dhcp_guest_do_not_take_the_vip(rolled_out, guest, tmp_path):
+    """A stranger on the LAN runs keepalived for the cluster's VRID with priority 254 and
+    unicasts its adverts to both of the pair: the firewall drops them (alpha's counter goes up),
+    alpha keeps the VIP and neither keepalived changes state."""
+    netns, lease = guest
+    st = rolled_out.status()
+    alpha, beta = st["nodes"]["alpha"]["ip"], st["nodes"]["beta"]["ip"]
+    vrrp = yaml.safe_load((TESTS.parent / "salt" / "keepalived" / "defaults.yaml").read_text())["keepalived"]
+    conf = tmp_path / "rogue.conf"
+    conf.write_text(
+        "global_defs {\n    router_id rogue\n    vrrp_version 3\n}\n"
+        f"vrrp_instance {vrrp['instance']} {{\n    state MASTER\n    interface eth0\n"
+        f"    virtual_router_id {vrrp['virtual_router_id']}\n    priority 254\n    advert_int {vrrp['advert_int']}\n"
+        f"    unicast_src_ip {lease['ip']}\n    unicast_peer {{\n        {alpha}\n        {beta}\n    }}\n"
+        # a documentation address, not the VIP: its gratuitous ARPs must not poison the LAN's caches
+        "    virtual_ipaddress {\n        192.0.2.111/32 dev lo\n    }\n}\n", encoding="utf-8")
+    holder = "ip -4 -o addr show | grep -qw " + st["vip"] + " && echo holds || echo no"
+    assert rolled_out.run("alpha", holder).stdout.strip() == "holds"
+    since = rolled_out.run("alpha", "date +%s", check=True).stdout.strip()
+    before = _dropped(rolled_out, "alpha")
+    rogue = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "keepalived", "-n", "-l", "-D", "-P", "-f", str(conf),
+         "-p", str(tmp_path / "rogue.pid"), "-r", str(tmp_path / "rogue-vrrp.pid")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(6)  # 30 adverts at 0.2 s
+    finally:
+        rogue.terminate()
+        out, _ = rogue.communicate(timeout=30)
+    assert "Entering MASTER STATE" in out, f"the stranger never advertised:\n{out[-1500:]}"
+    assert _dropped(rolled_out, "alpha") >= before + 10, "alpha's firewall did not drop the adverts"
+    assert rolled_out.run("alpha", holder).stdout.strip() == "holds"
+    assert rolled_out.run("beta", holder).stdout.strip() == "no"
+    for node in ("alpha", "beta"):
+        log = rolled_out.run(node, f"sudo journalctl -u keepalived --since @{since} --no-pager -o cat", check=True).stdout
+        assert "Entering" not in log, f"{node} changed state:\n{log[-1500:]}"
