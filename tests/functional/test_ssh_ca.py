@@ -20,6 +20,7 @@ from saltfactories.utils.functional import Loaders
 
 import salt.utils.secret
 from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
+from tests.functional.salt_bus import fake_publish_module
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 HAVE_SSHD = os.path.exists(SSHD) and bool(shutil.which("ssh"))
@@ -27,17 +28,9 @@ DOMAIN = "dc1.b3rry.clust0r"
 CERT_STATE = "sshd-host-certificate-ssh-pki-certificate-managed"
 LOW_KEYS = {"state", "fun", "__id__", "__sls__", "__env__", "order", "require", "watch", "onchanges",
             "require_in", "watch_in", "onlyif", "unless", "name", "onfail"}
-# The Salt bus in this process: the requesting minion's publish.publish (a stand-in module, below)
-# hands the request to BUS(requester_id, tgt, fun, arg); None = the CA minion does not answer.
+# the Salt bus in this process (tests/functional/salt_bus.py): None = the CA minion does not answer
 BUS = None
-FAKE_PUBLISH = """
-import sys
-
-
-def publish(tgt, fun, arg=None, **kwargs):
-    bus = getattr(sys.modules.get("tests.functional.test_ssh_ca"), "BUS", None)
-    return bus(__opts__["id"], tgt, fun, arg) if bus else {}
-"""
+FAKE_PUBLISH = fake_publish_module(__name__)
 
 
 @pytest.fixture(scope="module")
