@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 from . import BRIDGE, HTTP_PORT, STATE, LabError, cgroup, net, pi, proc
@@ -233,26 +234,52 @@ class Node:
         return child.pid
 
     def wait_ssh(self, timeout=90):
-        """Wait until sshd on the node's IP sends its banner; return the seconds waited."""
+        """Wait until sshd on the node's IP sends its banner; return the seconds waited. Asked
+        from the host, else from inside the node's own network namespace: once the node's
+        firewall loads at boot, SSH from the lab host (not a cluster node) is dropped."""
         started = time.monotonic()
         while True:
             if not self.nspawn_pid():
                 raise LabError(
                     f"node {self.name} stopped while booting: see {self.console}\n{self.console_tail()}"
                 )
-            try:
-                with socket.create_connection((self.spec["ip"], 22), timeout=1) as sock:
-                    sock.settimeout(2)
-                    if sock.recv(64).startswith(b"SSH-"):
-                        return time.monotonic() - started
-            except OSError:
-                pass
+            if self._sshd_banner() or self._sshd_banner_inside():
+                return time.monotonic() - started
             if time.monotonic() - started > timeout:
                 raise LabError(
                     f"node {self.name}: sshd did not answer on {self.spec['ip']}:22 within "
                     f"{timeout} s: see {self.console}"
                 )
             time.sleep(0.1)
+
+    def _sshd_banner(self):
+        try:
+            with socket.create_connection((self.spec["ip"], 22), timeout=1) as sock:
+                sock.settimeout(2)
+                return sock.recv(64).startswith(b"SSH-")
+        except OSError:
+            return False
+
+    _BANNER_PROBE = (
+        "import socket,sys\n"
+        "s = socket.create_connection((sys.argv[1], 22), 1)\n"
+        "s.settimeout(2)\n"
+        "sys.exit(0 if s.recv(64).startswith(b'SSH-') else 1)\n"
+    )
+
+    def _sshd_banner_inside(self):
+        """The banner asked from the node's own network namespace (this host's python, nsenter -n)."""
+        init = self.init_pid()
+        if not init:
+            return False
+        try:
+            probe = subprocess.run(
+                ["nsenter", "-t", str(init), "-n", sys.executable, "-c", self._BANNER_PROBE, self.spec["ip"]],
+                capture_output=True, timeout=10, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return probe.returncode == 0
 
     def console_tail(self, lines=10):
         try:

@@ -81,9 +81,16 @@ class Lab:
         ip = node if node[0].isdigit() else self.ip(node)
         proc = None
         for argv in (access.as_admin(ip, [cmd]), access.as_pi(ip, [cmd])):
-            proc = subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-            )
+            try:
+                proc = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+                )
+            except subprocess.TimeoutExpired as exc:
+                # a node that lost power: the deployer's connection to it (ssh -W) waits for TCP's
+                # own timeout (minutes) where a direct ssh gave up after ConnectTimeout; a failure
+                out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+                proc = subprocess.CompletedProcess(argv, 255, out, f"no answer within {timeout} s")
+                break
             if not access.auth_failed(proc):
                 break
         if check and proc.returncode != 0:
