@@ -19,11 +19,9 @@ import subprocess
 import time
 
 import pytest
-from saltfactories.utils.functional import Loaders
 
-import salt.utils.secret
 from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
-from tests.functional.salt_bus import fake_publish_module
+from tests.functional.salt_bus import as_ca_minion, fake_publish_module, minion_loaders
 
 DOMAIN = "dc1.b3rry.clust0r"
 CERT_STATE = "tls-certificate-x509-certificate-managed"
@@ -74,9 +72,7 @@ def make_loaders(salt_factories, secrets_dir, workdir):
                 "remote_signing": True,
             }},
         }
-        opts = salt_factories.salt_minion_daemon(minion_id, overrides=overrides).config.copy()
-        made.append(Loaders(opts, loaded_base_name=f"{__name__}.{minion_id}"))
-        return made[-1]
+        return minion_loaders(salt_factories, minion_id, overrides, made, __name__)
 
     yield make
     for loaders in made:
@@ -85,11 +81,7 @@ def make_loaders(salt_factories, secrets_dir, workdir):
 
 @pytest.fixture(scope="module")
 def psi(make_loaders):
-    loaders = make_loaders("psi", ["deployer"])
-    # a real minion holds the pillar it got from the master masked (pillar.get hands out copies):
-    # the signing module's pop() of "minions" must not change the policies for the next request
-    loaders.opts["pillar"] = salt.utils.secret.hide(loaders.opts["pillar"])
-    return loaders
+    return as_ca_minion(make_loaders("psi", ["deployer"]))
 
 
 @pytest.fixture(scope="module")
