@@ -880,6 +880,9 @@ def dhcp_lease(node, server=None, address=None):
 # merely slow (a loaded host: seen at 5 s in CI) is waited for rather than shown down.
 STATUS_TIMEOUT = 10
 STATUS_GRACE = 1.5  # s: how long it waits for minions that have no connection to the master
+# the job caches in Redis that these functions read directly (same keys: _returners/redis_jobcache.py
+# is saltext-redis's returner that also stores bytes)
+REDIS_JOB_CACHES = ("redis", "redis_jobcache")
 STATUS_MAX_JOBS = 300  # local job cache: the newest jobs read to find each node's last highstate
 _STATUS_HIGHSTATE_FUNS = ("state.highstate", "state.apply")
 _STATUS_LATE = {"return": "no answer within the status timeout", "success": False}  # up, but slow
@@ -1171,7 +1174,7 @@ def _status_highstates(nodes, max_jobs=STATUS_MAX_JOBS):
     """{node: {"time", "result", "jid"}}: the newest highstate of each node in the job cache."""
     cache = __opts__.get("master_job_cache", "local_cache")
     try:
-        if cache == "redis":
+        if cache in REDIS_JOB_CACHES:
             return _status_highstates_redis(nodes, max_jobs)
         if cache == "local_cache":
             return _status_highstates_local(nodes, max_jobs)
@@ -1695,8 +1698,8 @@ def history(limit=HISTORY_LIMIT, node=None):
         salt-run cluster.history
         salt-run cluster.history limit=5 node=gamma --out=json
     """
-    if __opts__.get("master_job_cache", "local_cache") != "redis":
-        return _fail("cluster.history reads the Redis job cache (master_job_cache: redis)")
+    if __opts__.get("master_job_cache", "local_cache") not in REDIS_JOB_CACHES:
+        return _fail("cluster.history reads the Redis job cache (master_job_cache: redis_jobcache)")
     path = _history_index_path()
     try:
         with salt.utils.files.fopen(path) as handle:

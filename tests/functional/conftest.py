@@ -1,6 +1,10 @@
 """Functional tier: Salt's loaders over the real salt/ tree, _modules and pillar; no daemons."""
 
 
+import shutil
+import subprocess
+import time
+
 import pytest
 from saltfactories.utils.functional import Loaders
 
@@ -45,3 +49,24 @@ def loaders(minion_opts):
 @pytest.fixture
 def modules(loaders):
     return loaders.modules
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on a unix socket in the test's directory (no TCP port)."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.fail("redis-server is missing (tests/host-packages.txt installs it)")
+    sock = tmp_path / "redis.sock"
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    yield sock
+    proc.terminate()
+    proc.wait(10)

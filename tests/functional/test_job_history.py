@@ -1,6 +1,6 @@
 """
 ``salt-run cluster.history`` (_runners/cluster.py) against a real redis-server: jobs are
-written by the real saltext-redis returner exactly as the master writes them (a minion
+written by the master's job cache returner (saltext-redis underneath) exactly as the master writes them (a minion
 highstate's return, an orchestration runner's return stored under ``<master>_master``),
 then read back as the page's run list: kinds, counts, failed state names, changed keys only,
 secrets blanked, and only the jobs published since the last call read again.
@@ -9,9 +9,6 @@ secrets blanked, and only the jobs published since the last call read again.
 import copy
 import datetime
 import json
-import shutil
-import subprocess
-import time
 
 import pytest
 
@@ -52,26 +49,6 @@ FAILING = {
 
 
 @pytest.fixture
-def redis_server(tmp_path):
-    binary = shutil.which("redis-server")
-    if not binary:
-        pytest.fail("redis-server is missing (tests/host-packages.txt installs it)")
-    sock = tmp_path / "redis.sock"
-    proc = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        if sock.exists():
-            break
-        time.sleep(0.05)
-    yield sock
-    proc.terminate()
-    proc.wait(10)
-
-
-@pytest.fixture
 def opts(tmp_path, redis_server):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
@@ -82,7 +59,8 @@ def opts(tmp_path, redis_server):
             "cluster_inventory": str(INVENTORY),
             "cluster_secrets_dir": str(secrets),
             "cachedir": str(tmp_path / "cache"),
-            "master_job_cache": "redis",
+            "master_job_cache": "redis_jobcache",
+            "returner_dirs": [str(REPO / "_returners")],
             "redis.unix_socket_path": str(redis_server),
             "redis.db": "0",
             "keep_jobs_seconds": 86400,
@@ -99,13 +77,13 @@ def configure_loader_modules(opts):
 
 @pytest.fixture
 def cache(opts):
-    """The real saltext-redis returner, as the master uses it for its job cache."""
+    """The master's job cache returner (_returners/redis_jobcache.py on saltext-redis), as the master uses it."""
     returners = salt.loader.returners(opts, {"config.option": lambda key, default=None, **_: opts.get(key, default)})
 
     def minion_job(jid, fun, args, rets):
-        returners["redis.save_load"](jid, {"jid": jid, "fun": fun, "arg": args, "tgt": list(rets), "tgt_type": "list"})
+        returners["redis_jobcache.save_load"](jid, {"jid": jid, "fun": fun, "arg": args, "tgt": list(rets), "tgt_type": "list"})
         for minion, ret in rets.items():
-            returners["redis.returner"]({"jid": jid, "id": minion, "fun": fun, "fun_args": args, "return": ret,
+            returners["redis_jobcache.returner"]({"jid": jid, "id": minion, "fun": fun, "fun_args": args, "return": ret,
                                          "success": True, "retcode": 0})
 
     def orchestration(jid, mods, states, success=True, node=None):
@@ -115,8 +93,8 @@ def cache(opts):
                "success": success}
         doc = {"id": MASTER, "tgt": MASTER, "jid": jid, "return": ret, "fun": "runner.cluster.orchestrate",
                "user": "Reactor"}
-        returners["redis.save_load"](jid, doc)  # the master saves a runner's return as its load too
-        returners["redis.returner"](doc)
+        returners["redis_jobcache.save_load"](jid, doc)  # the master saves a runner's return as its load too
+        returners["redis_jobcache.returner"](doc)
 
     return minion_job, orchestration
 

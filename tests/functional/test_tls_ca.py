@@ -68,8 +68,6 @@ def make_loaders(salt_factories, secrets_dir, workdir):
                 "dir": str(node / "tls"), "key": str(node / "tls" / "node.key"),
                 "cert": str(node / "tls" / "node.crt"), "trust_file": str(node / "trust" / "cluster-ca.crt"),
                 "update_cmd": str(update), "ca_retry": {"attempts": 2, "interval": 1, "splay": 0},
-                # off in production until the Redis job cache passes remote signing (salt/tls/defaults.yaml)
-                "remote_signing": True,
             }},
         }
         return minion_loaders(salt_factories, minion_id, overrides, made, __name__)

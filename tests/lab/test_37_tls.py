@@ -1,13 +1,14 @@
 """End to end on the lab: the cluster TLS CA (issue 14, part 1).
 
 psi holds the CA (sls tls_ca: key root 0600 in the secrets directory) and signs its own
-certificate locally under its policy tls_psi; the CA certificate is in every node's trust store,
-so every node verifies psi's certificate for psi's names; Redis on psi serves TLS on the loopback
-with it. The other nodes get no certificate yet: remote signing is off (salt/tls/defaults.yaml
-says why: Salt's peer publish of x509.sign_remote_certificate does not return with the Redis
-job cache), and they make no key either.
+certificate locally under its policy tls_psi; every other node makes its own key and gets its
+certificate by remote signing (x509.sign_remote_certificate through the master, under its policy
+tls_<id>; the answer comes back through the Redis job cache, _returners/redis_jobcache.py). The
+CA certificate is in every node's trust store, so every node verifies every node's certificate
+for that node's names and no other. Redis on psi serves TLS on the loopback with psi's.
 """
 
+import base64
 import time
 
 import pytest
@@ -56,28 +57,75 @@ def test_the_ca_key_stays_root_only_on_the_deployer(issued, cluster):
     assert all(policies[n] in ("", {}) for n in policies if n != "psi")
 
 
-def test_psis_certificate_is_for_its_names_and_every_node_trusts_it(issued, cluster, nodes):
-    psi_ip = nodes["psi"]
-    assert cluster.run("psi", f"sudo stat -c '%a %U' {KEY}", check=True).stdout.split() == ["600", "root"]
-    pem = cluster.run("psi", f"cat {CERT}", check=True).stdout
-    fqdn = cluster.run("psi", f"openssl x509 -noout -subject -nameopt multiline -in {CERT}",
-                       check=True).stdout.split("=")[-1].strip()
-    assert fqdn.startswith("psi.")
-    dates = cluster.run("psi", f"openssl x509 -noout -startdate -enddate -in {CERT}", check=True).stdout
-    start, end = (time.mktime(time.strptime(ln.split("=", 1)[1], "%b %d %H:%M:%S %Y GMT")) for ln in dates.splitlines())
-    assert round((end - start) / 86400) == 60, dates  # cluster_tls_cert_days
-    # one SSH call per node: the trust store holds the CA, and psi's certificate verifies from the
-    # system store (no -CAfile) for psi's name, FQDN and IP, not for another name
-    checks = " ".join([
-        f"test -s {TRUST} && echo trust=yes || echo trust=no;",
-        f"for n in psi {fqdn}; do openssl verify -verify_hostname $n /tmp/psi.crt >/dev/null 2>&1 && echo $n=ok || echo $n=bad; done;",
-        f"openssl verify -verify_ip {psi_ip} /tmp/psi.crt >/dev/null 2>&1 && echo ip=ok || echo ip=bad;",
-        "openssl verify -verify_hostname zeta.invalid /tmp/psi.crt >/dev/null 2>&1 && echo other=ok || echo other=bad",
+@pytest.fixture(scope="module")
+def certificates(issued, cluster, nodes):  # pylint: disable=unused-argument
+    """{node: {"mode", "key_pub", "cert_pub", "fqdn", "days", "pem"}}, one SSH call per node."""
+    script = "; ".join([
+        f"sudo stat -c 'mode=%a/%U' {KEY}",
+        f"echo key_pub=$(sudo openssl pkey -in {KEY} -pubout | sha256sum | cut -c1-16)",
+        f"echo cert_pub=$(openssl x509 -in {CERT} -noout -pubkey | sha256sum | cut -c1-16)",
+        f"echo fqdn=$(openssl x509 -in {CERT} -noout -subject -nameopt multiline | sed -n 's/ *commonName *= *//p')",
+        f"echo start=$(date -d \"$(openssl x509 -in {CERT} -noout -startdate | cut -d= -f2)\" +%s)",
+        f"echo end=$(date -d \"$(openssl x509 -in {CERT} -noout -enddate | cut -d= -f2)\" +%s)",
+        f"echo pem=$(base64 -w0 {CERT})",
     ])
-    expected = ["trust=yes", "psi=ok", f"{fqdn}=ok", "ip=ok", "other=bad"]
+    found = {}
     for node in nodes:
-        ret = cluster.run(node, f"cat > /tmp/psi.crt <<'EOF'\n{pem}EOF\n{checks}", check=True)
+        out = cluster.run(node, script, check=True).stdout
+        facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        facts["days"] = round((int(facts.pop("end")) - int(facts.pop("start"))) / 86400)
+        facts["pem"] = base64.b64decode(facts["pem"]).decode()
+        found[node] = facts
+    return found
+
+
+def test_every_node_has_a_certificate_for_its_own_key_and_names(certificates):
+    assert set(certificates) == {"psi", "alpha", "beta", "delta", "epsilon", "gamma", "zeta"}
+    for node, facts in certificates.items():
+        assert facts["mode"] == "600/root", node
+        assert facts["key_pub"] == facts["cert_pub"], f"{node}: the certificate is not for the node's own key"
+        assert facts["fqdn"].startswith(f"{node}."), facts["fqdn"]
+        assert facts["days"] == 60, node  # cluster_tls_cert_days
+
+
+def test_every_node_verifies_each_certificate_for_its_node_only(certificates, cluster, nodes):
+    # one SSH call per node: each certificate verifies from the system store (no -CAfile) for its
+    # node's name, FQDN and IP, and not for the next node's name
+    names = sorted(certificates)
+    files = "".join(f"cat > /tmp/tls-{n}.crt <<'EOF'\n{certificates[n]['pem']}EOF\n" for n in names)
+    checks, expected = [f"test -s {TRUST} && echo trust=yes || echo trust=no"], ["trust=yes"]
+    for i, node in enumerate(names):
+        other = names[(i + 1) % len(names)]
+        for flag, value, label, want in (("-verify_hostname", node, "name", "ok"),
+                                         ("-verify_hostname", certificates[node]["fqdn"], "fqdn", "ok"),
+                                         ("-verify_ip", nodes[node], "ip", "ok"),
+                                         ("-verify_hostname", other, "other", "bad")):
+            checks.append(f"openssl verify {flag} {value} /tmp/tls-{node}.crt >/dev/null 2>&1 "
+                          f"&& echo {node}-{label}=ok || echo {node}-{label}=bad")
+            expected.append(f"{node}-{label}={want}")
+    for node in nodes:
+        ret = cluster.run(node, files + "; ".join(checks) + "; rm -f /tmp/tls-*.crt", check=True)
         assert ret.stdout.split() == expected, f"{node}: {ret.stdout}{ret.stderr}"
+
+
+def test_a_nodes_private_key_is_nowhere_on_the_deployer(issued, cluster):
+    """Remote signing sends the public key only: gamma's key is in no file and no job on psi."""
+    body = cluster.run("gamma", f"sudo grep -v -- ----- {KEY}", check=True).stdout.split()
+    assert body, "gamma has no key"
+    # the lines go in a file, not on a command line (sudo would log them into psi's journal)
+    lines = "\n".join(body)
+    files = cluster.run("psi", f"umask 077; cat > /tmp/needles <<'EOF'\n{lines}\nEOF\n"
+                               "sudo grep -rlF -f /tmp/needles /etc /srv /root /var/cache/salt /var/lib/redis /var/log "
+                               "2>/dev/null; echo rc=$?; rm -f /tmp/needles", timeout=120)
+    assert files.stdout == "rc=1\n", files.stdout  # grep: 1 is "no match", 2 an error
+    scan = ("import os, redis; "
+            "serv = redis.Redis(host='127.0.0.1', password=open('/etc/salt/cluster-secrets/redis.password').read().strip()); "
+            "vals = [v for k in serv.scan_iter(count=1000) for v in ([serv.get(k)] if serv.type(k) == b'string' "
+            "else list(serv.hgetall(k).values()) if serv.type(k) == b'hash' else [])]; "
+            f"print(len(vals), sum(any(n in (v or b'') for n in {[ln.encode() for ln in body]!r}) for v in vals))")
+    script = base64.b64encode(scan.encode()).decode()
+    count, hits = cluster.run("psi", f"echo {script} | base64 -d | sudo /opt/salt/bin/python3 -", check=True).stdout.split()
+    assert int(count) > 20 and hits == "0", (count, hits)
 
 
 def test_redis_serves_tls_on_the_loopback_with_the_password(issued, cluster, nodes):

@@ -525,14 +525,15 @@ class FakeRedis:
 
 
 def test_last_highstate_from_the_redis_job_cache(opts, monkeypatch):
-    """Jobs written by the real saltext-redis returner, read back by the status."""
+    """Jobs written by the master's job cache returner (saltext-redis underneath), read back by the status."""
     redis = pytest.importorskip("redis")
     monkeypatch.setattr(redis, "StrictRedis", FakeRedis)
     monkeypatch.setattr(redis, "Redis", FakeRedis)
     FakeRedis.store = {}
-    opts.update({"master_job_cache": "redis", "redis.host": "127.0.0.1", "redis.port": 6379, "redis.db": "0"})
+    opts.update({"master_job_cache": "redis_jobcache", "returner_dirs": [str(REPO / "_returners")],
+                 "redis.host": "127.0.0.1", "redis.port": 6379, "redis.db": "0"})
     returners = salt.loader.returners(opts, {"config.option": lambda key, default=None, **_: opts.get(key, default)})
-    store(returners["redis.save_load"], returners["redis.returner"])
+    store(returners["redis_jobcache.save_load"], returners["redis_jobcache.returner"])
     assert "alpha:state.highstate" in FakeRedis.store and "ret:20251201080000000000" in FakeRedis.store
     assert FakeRedis.store["alpha:state.apply"] == "20251201095500000000"  # the index shows salt-ssh's bootstrap
     assert runner._status_highstates(NODES) == expect()
