@@ -29,14 +29,15 @@ RESTORED_BY = {
 }
 
 # Runs on psi with the Salt venv's Python: every secret line of the secrets directory, then every
-# key of Redis db 0 with its whole value, whatever the key type.
+# key of Redis db 0 with its whole value, whatever the key type. Public keys and certificates are
+# not secrets: the TLS CA's certificate (tls/ca.crt) travels in every remote signing job.
 SCAN = r"""
 import json, os, redis
 top = "/etc/salt/cluster-secrets"
 secrets = set()
 for root, _, files in os.walk(top):
     for name in files:
-        if name.endswith(".pub") or root.endswith("admin-keys"):
+        if name.endswith((".pub", ".crt")) or root.endswith("admin-keys"):
             continue
         with open(os.path.join(root, name), errors="replace") as handle:
             for line in handle:
