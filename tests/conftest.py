@@ -2,6 +2,7 @@
 cluster's secrets as bootstrap/generate-secrets makes them (sealed copies, GPG key)."""
 
 import importlib.util
+import os
 import pathlib
 import shutil
 import subprocess
@@ -76,3 +77,30 @@ def _gpg_agents():
     """gpg starts one agent per keydir (generate-secrets, Salt's renderer): none outlives the tests."""
     yield
     stop_gpg_agents(_KEYDIRS)
+
+
+# CI runs as root, where every tier can run: a skipped test there is a missing package or a
+# broken set-up, not a pass. ALLOW_SKIPS=1 lets a developer run a subset as root anyway.
+SKIPPED = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        SKIPPED.append(report)
+
+
+def _skips_fail_the_run():
+    return bool(SKIPPED) and os.geteuid() == 0 and not os.environ.get("ALLOW_SKIPS")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skips_fail_the_run() and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skips_fail_the_run():
+        terminalreporter.section("skipped as root: the run fails (ALLOW_SKIPS=1 to accept)", red=True)
+        for report in SKIPPED:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            terminalreporter.line(f"{report.nodeid}: {reason}")

@@ -5,7 +5,8 @@ Other end-to-end tests (bootstrap, DNS, ...) reuse the session fixture ``lab``:
     def test_something(lab):
         assert lab.run("alpha", "hostname").stdout.strip() == "alpha"
 
-They skip (one line) only when not root or when systemd-nspawn nodes cannot run here.
+They skip (one line) only when not root or when systemd-nspawn nodes cannot run here (as root a
+skip fails the run: tests/conftest.py).
 Set LAB_KEEP=1 to leave the lab running after the session (for debugging).
 """
 
