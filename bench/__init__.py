@@ -2,7 +2,8 @@
 
     python -m bench [--no-cold] [--only PART ...]     (root, from the repository root)
 
-Parts, in the order they run: cold `make lab` (bench/cluster.py), no-op highstate, DNS propagation
+Parts, in the order they run: cold `make lab` (bench/cluster.py), no-op highstate (all nodes, one
+node), the salt-ssh rerun of the bootstrap, DNS propagation
 and VIP failover + DHCP leases (bench/lanservices.py), rebuild MTTR of gamma and beta, zero-touch
 MTTR of epsilon (reflashed, no command), the status page. The table
 is also written as JSON under the lab's state directory (bench/last.json).

@@ -15,10 +15,11 @@ from . import REPO, cluster, lanservices, statuspage
 from . import __doc__ as bench_doc
 from .common import BenchError, Nodes, Table, lab, log, now, status
 
-PARTS = ("cold", "noop", "dns", "vip", "rebuild", "zerotouch", "page")
+PARTS = ("cold", "noop", "sshrerun", "dns", "vip", "rebuild", "zerotouch", "page")
 ROWS = {  # the rows a part fills, for a part that does not run
     "cold": ["cold `make lab` (caches kept)"],
-    "noop": ["no-op highstate, all 7 nodes"],
+    "noop": ["no-op highstate, all 7 nodes", "no-op highstate, one node (gamma)"],
+    "sshrerun": ["salt-ssh rerun, all 7 nodes"],
     "dns": ["DNS propagation alpha -> beta (NOTIFY + TSIG XFR)"],
     "vip": ["VIP failover: power loss of alpha -> DNS on the VIP answers again",
             "DHCP lease, new client, both peers up",
@@ -89,6 +90,7 @@ def main(argv=None):
 
     runners = {
         "noop": lambda nodes: cluster.noop_highstate(nodes, table, args.noop_runs),
+        "sshrerun": lambda nodes: cluster.salt_ssh_rerun(nodes, table, args.noop_runs),
         "dns": lambda nodes: lanservices.dns_propagation(nodes, table, args.dns_cycles),
         "vip": lambda nodes: lanservices.vip_failover(nodes, table, args.vip_runs),
         "rebuild": lambda nodes: cluster.rebuilds(nodes, table, args.rebuild),
