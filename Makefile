@@ -26,7 +26,7 @@ host-packages:
 
 lint: venv
 	$(VENV)/bin/ruff check _modules _states _grains _runners _returners _beacons lab tests bench bootstrap/validate-inventory bootstrap/generate-secrets bootstrap/quiet-salt-cli bootstrap/lock-salt-wheels bootstrap/restore-backup
-	$(VENV)/bin/yamllint -s pillar/cluster/inventory.yaml lab/inventory.yaml master.d
+	$(VENV)/bin/yamllint -s pillar/cluster/inventory.yaml lab/inventory.yaml lab/inventory-test.yaml master.d
 
 test: venv host-packages lint
 	$(PY) -m pytest

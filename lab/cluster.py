@@ -11,7 +11,7 @@ import json
 import subprocess
 import time
 
-from . import HTTP_PORT, REPO, LabError, access, net, router
+from . import DEFAULT_INVENTORY, HTTP_PORT, REPO, LabError, access, net, router
 from .host import log
 from .inventory import model
 
@@ -106,7 +106,7 @@ def _install_deployer(inv, deployer, restore=None):
     log(f"bootstrap/deployer on {deployer.name}" + (" (restoring its backup)" if restore else ""))
     out = _checked(
         deployer,
-        f"sudo {CHECKOUT}/bootstrap/deployer --package-cache {cache} --inventory {CHECKOUT}/lab/inventory.yaml "
+        f"sudo {CHECKOUT}/bootstrap/deployer --package-cache {cache} --inventory {CHECKOUT}/{DEFAULT_INVENTORY.relative_to(REPO)} "
         f"--admin-key {CHECKOUT}/lab-admin.pub{args}",
         "bootstrap/deployer",
     )

@@ -33,13 +33,13 @@ def unplug(inv, name):
     """Network cable pulled: the host end of the node's link goes down (the node keeps running)."""
     _one(inv, name)
     net.set_link(name, up=False)
-    log(f"{name}: unplugged (vb-{name} down)")
+    log(f"{name}: unplugged ({net.host_link(name)} down)")
 
 
 def plug(inv, name):
     _one(inv, name)
     net.set_link(name, up=True)
-    log(f"{name}: plugged in (vb-{name} up)")
+    log(f"{name}: plugged in ({net.host_link(name)} up)")
 
 
 def reflash(inv, name):

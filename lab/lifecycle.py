@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import BRIDGE, STATE, LabError, access, cgroup, image, net, proc, repo, router
-from .host import ensure_tools, log, preflight, require_root
+from .host import ensure_tools, log, preflight, require_root, run
 from .mount import mounts_under, umount
 from .node import Node, on_disk
 
@@ -112,7 +112,7 @@ def down():
     repo.unserve()
     for link, record in net.links().items():
         if link.startswith("vb-") and record.get("master") == BRIDGE:
-            net.remove_link(link[3:])
+            run(["ip", "link", "del", link], check=False)
     net.bridge_down()
     shutil.rmtree(STATE / "run", ignore_errors=True)
     for empty in (STATE / "nodes", *NSPAWN_RUN_DIRS, NSPAWN_RUN):  # what nspawn left in /run

@@ -10,7 +10,7 @@ import ipaddress
 import json
 import pathlib
 
-from . import BRIDGE, LabError
+from . import BRIDGE, MACHINE_PREFIX, LabError
 from .host import log, run
 
 
@@ -21,10 +21,12 @@ def links():
 
 
 def host_link(node):
-    name = f"vb-{node}"
+    """The host side of the node's link: systemd-nspawn names it vb-MACHINE."""
+    name = f"vb-{MACHINE_PREFIX}{node}"
     if len(name) > 15:
         raise LabError(
-            f"node name {node!r} is too long for its host-side link {name!r} (12 characters at most)"
+            f"node name {node!r} is too long for its host-side link {name!r} "
+            f"({12 - len(MACHINE_PREFIX)} characters at most)"
         )
     return name
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from . import BRIDGE, HTTP_PORT, STATE, LabError, cgroup, net, pi, proc
+from . import BRIDGE, HTTP_PORT, MACHINE_PREFIX, STATE, LabError, cgroup, net, pi, proc
 from .host import log, run
 from .inventory import etc_hosts
 from .mount import is_mounted, mount_overlay, umount
@@ -54,6 +54,7 @@ done
 class Node:
     def __init__(self, name, spec=None):
         self.name = name
+        self.machine = f"{MACHINE_PREFIX}{name}"  # systemd-nspawn's name for it (the lab instance's)
         self.spec = spec or {}
         self.dir = NODES / name
         self.root = self.dir / "root"
@@ -209,7 +210,7 @@ class Node:
             "-D",
             str(self.root),
             "-M",
-            self.name,
+            self.machine,
             "--register=no",
             "--keep-unit",
             f"--network-bridge={BRIDGE}",
@@ -324,7 +325,7 @@ class Node:
         net.remove_link(self.name)
         self.pidfile.unlink(missing_ok=True)
         for kind in ("propagate", "unix-export", "incoming"):
-            shutil.rmtree(f"/run/systemd/nspawn/{kind}/{self.name}", ignore_errors=True)
+            shutil.rmtree(f"/run/systemd/nspawn/{kind}/{self.machine}", ignore_errors=True)
 
     def destroy(self):
         """Stop (hard), unmount and delete the node."""

@@ -11,6 +11,12 @@ import tempfile
 
 import pytest
 
+# The tests run their own lab (LAB_INSTANCE=test: lab/inventory-test.yaml, its own subnet, bridge
+# and state directory), so `make test` never touches the cluster `make lab` brought up. Set here,
+# before any test imports lab; `python3 -m lab` run by the tests inherits it. LAB_INSTANCE=
+# (empty) runs them on the default lab instead.
+os.environ.setdefault("LAB_INSTANCE", "test")
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 STATE_TREE = REPO / "salt"
 PILLAR_TREE = REPO / "pillar"

@@ -25,8 +25,10 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from lab import STATE, access, host  # noqa: E402
+# LAB_INSTANCE is set by tests/conftest.py (the tests' own lab), before anything imports lab.
+from lab import DEFAULT_INVENTORY, STATE, access, host  # noqa: E402
 from lab import node as node_mod  # noqa: E402  pylint: disable=wrong-import-position
+from lab.inventory import load as load_inventory  # noqa: E402  pylint: disable=wrong-import-position
 from lab.router import NAME as ROUTER  # noqa: E402  pylint: disable=wrong-import-position
 
 
@@ -35,6 +37,11 @@ def _skip_reason():
         return "lab tests need root (namespaces, mounts, a bridge)"
     reason = host.preflight()
     return f"systemd-nspawn nodes cannot run here: {reason}" if reason else None
+
+
+# where the bootstrap put the lab's inventory on the deployer (lab/cluster.py copies the checkout)
+INVENTORY_ON_DEPLOYER = f"/srv/cluster/{DEFAULT_INVENTORY.relative_to(REPO)}"
+NETWORK = load_inventory(DEFAULT_INVENTORY)["network"]  # the lab's subnet, VIP, pool, router
 
 
 class Lab:
@@ -110,7 +117,7 @@ def lab_cli():
 
 @pytest.fixture(scope="session")
 def lab(lab_cli):  # pylint: disable=redefined-outer-name
-    """Every node of lab/inventory.yaml built, booted and answering SSH (once per session)."""
+    """Every node of the lab's inventory built, booted and answering SSH (once per session)."""
     lab_cli.cli("build", timeout=1800)
     lab_cli.cli("up", timeout=600)
     st = lab_cli.status()

@@ -4,6 +4,7 @@ each fault doing what it says, checked from another node or from the host.
 Every test leaves all nodes running (later end-to-end tests reuse the session's lab).
 """
 
+import ipaddress
 import json
 import pathlib
 import re
@@ -11,6 +12,9 @@ import subprocess
 import time
 
 import pytest
+
+from lab import BRIDGE, DEFAULT_INVENTORY, net
+from tests.lab.conftest import NETWORK, load_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -66,9 +70,9 @@ def _host_procs_of(node):
 
 
 def test_status_lists_every_node_running(lab, st):
-    assert st["bridge"] == "labbr0" and st["bridge_up"]
-    assert st["subnet"] == "10.77.0.0/24" and st["vip"] == "10.77.0.111"
-    assert st["domain"] == "lab.b3rry.clust0r"
+    assert st["bridge"] == BRIDGE and st["bridge_up"]
+    assert st["subnet"] == NETWORK["subnet"] and st["vip"] == NETWORK["vip"]
+    assert st["domain"] == load_inventory(DEFAULT_INVENTORY)["domain"]
     assert set(_role(st, "deployer")) == {"psi"}
     assert set(_role(st, "lanservices")) == {"alpha", "beta"}
     assert set(_role(st, "compute")) == {"delta", "epsilon", "gamma", "zeta"}
@@ -138,8 +142,8 @@ def test_macs_on_the_wire_and_no_way_out(lab, st, observer):
 def test_vanilla_nodes_get_their_address_from_the_router(lab, st):
     """A vanilla card asks DHCP; the router stand-in gives each inventory MAC its address and
     answers DNS for the cluster names (the original's OpenWRT)."""
-    assert st["router"]["state"] == "running" and st["router"]["ip"] == "10.77.0.1"
-    assert st["host"] == "10.77.0.254"
+    assert st["router"]["state"] == "running" and st["router"]["ip"] == NETWORK["router"]["ip"]
+    assert st["host"] == str(list(ipaddress.ip_network(NETWORK["subnet"]).hosts())[-1])  # the subnet's last
     for name, spec in st["nodes"].items():
         out = lab.run(name, "ip -4 -o addr show dev host0; networkctl status host0 --no-pager | "
                       "grep -i 'network file'", check=True).stdout
@@ -185,12 +189,12 @@ def test_the_bridge_keeps_its_own_mac_as_nodes_come_and_go(lab, st):
     """A LAN client's MAC does not change when a Pi dies: a bridge left to itself takes the
     lowest MAC of its ports (alpha's once, and a power loss of alpha then cut DNS on the VIP for
     5 s: every node's ARP entry for the host went stale)."""
-    assert st["bridge_mac"] == "02:00:0a:4d:00:fe"  # 02:00 + the host's 10.77.0.254
-    assert pathlib.Path("/sys/class/net/labbr0/addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
-    assert pathlib.Path("/proc/sys/net/ipv6/conf/labbr0/disable_ipv6").read_text().strip() == "1"  # IPv4 only
+    assert st["bridge_mac"] == "02:00:" + ":".join(f"{int(o):02x}" for o in st["host"].split("."))  # 02:00 + host IP
+    assert pathlib.Path(f"/sys/class/net/{BRIDGE}/addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+    assert pathlib.Path(f"/proc/sys/net/ipv6/conf/{BRIDGE}/disable_ipv6").read_text().strip() == "1"  # IPv4 only
     links = {link["ifname"]: link["address"] for link in json.loads(
-        subprocess.run(["ip", "-j", "link", "show", "master", "labbr0"], capture_output=True, text=True, check=True).stdout)}
-    lowest = min(st["nodes"], key=lambda n: links[f"vb-{n}"])  # the MAC the bridge would take
+        subprocess.run(["ip", "-j", "link", "show", "master", BRIDGE], capture_output=True, text=True, check=True).stdout)}
+    lowest = min(st["nodes"], key=lambda n: links[net.host_link(n)])  # the MAC the bridge would take
     lab.cli("power-loss", lowest)
     try:
         assert lab.status()["bridge_mac"] == st["bridge_mac"]

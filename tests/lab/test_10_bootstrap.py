@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from lab import access
-from tests.lab.conftest import salt
+from tests.lab.conftest import INVENTORY_ON_DEPLOYER, salt
 
 REPO_ON_DEPLOYER = "/srv/cluster"
 
@@ -69,7 +69,7 @@ def test_running_the_bootstrap_again_changes_nothing(cluster):
     deployer = cluster.run(
         "psi",
         f"sudo {REPO_ON_DEPLOYER}/bootstrap/deployer --package-cache http://{cluster.status()['host']}:8080 "
-        f"--inventory {REPO_ON_DEPLOYER}/lab/inventory.yaml --admin-key {REPO_ON_DEPLOYER}/lab-admin.pub",
+        f"--inventory {INVENTORY_ON_DEPLOYER} --admin-key {REPO_ON_DEPLOYER}/lab-admin.pub",
         # the same arguments as python3 -m lab bootstrap
         timeout=600,
     )

@@ -4,15 +4,15 @@ The rollout is `salt-run state.orch orch.cluster` on the deployer. Queries come 
 host over the lab bridge; DHCP clients are network namespaces on that bridge.
 """
 
+import ipaddress
 import json
 import time
 
 import pytest
 
 from lab.probe import DhcpClient, dig
-from tests.lab.conftest import changes, salt
+from tests.lab.conftest import INVENTORY_ON_DEPLOYER, NETWORK, changes, salt
 
-INVENTORY_ON_DEPLOYER = "/srv/cluster/lab/inventory.yaml"
 UNKNOWN_MAC = "02:77:00:00:00:99"
 
 
@@ -72,7 +72,7 @@ def test_dhcp_reserved_address_and_pool_address(lan):
 
 
 def test_a_changed_ip_in_the_inventory_reaches_both_servers_with_one_serial_bump(lan, cluster):
-    domain, old_ip, new_ip = lan["domain"], lan["st"]["nodes"]["zeta"]["ip"], "10.77.0.29"
+    domain, old_ip, new_ip = lan["domain"], lan["st"]["nodes"]["zeta"]["ip"], str(ipaddress.ip_network(NETWORK["subnet"])[29])
     before = soa_serial(lan["alpha"], domain)
     cluster.run("psi", f"sudo sed -i.orig 's/ip: {old_ip},/ip: {new_ip},/' {INVENTORY_ON_DEPLOYER}", check=True)
     try:

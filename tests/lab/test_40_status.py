@@ -12,9 +12,8 @@ import time
 import pytest
 
 from lab.probe import dig
-from tests.lab.conftest import salt
+from tests.lab.conftest import NETWORK, salt
 
-INVENTORY_ON_DEPLOYER = "/srv/cluster/lab/inventory.yaml"
 NODES = ["psi", "alpha", "beta", "delta", "epsilon", "gamma", "zeta"]
 ROLES = {"psi": ["deployer"], "alpha": ["lanservices"], "beta": ["lanservices"]}
 DOWN = "zeta"  # the only node this module may power off (the lab is shared)
@@ -121,7 +120,7 @@ def test_the_table_and_a_quiet_console(healthy, cluster):
     rows = {line.split()[0]: line.split() for line in lines[header + 1: header + 1 + len(NODES)]}
     assert sorted(rows) == sorted(NODES)
     assert all(row[1] == "up" for row in rows.values()), rows
-    assert "VIP 10.77.0.111: held by alpha (alpha MASTER, beta BACKUP)" in lines
+    assert f"VIP {NETWORK['vip']}: held by alpha (alpha MASTER, beta BACKUP)" in lines
     assert "DHCP failover: alpha normal (primary, partner normal); beta normal (secondary, partner normal)" in lines
     assert "problems: none" in lines or "problems:" in lines
     # the other salt-run commands the README lists are quiet too

@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from lab.probe import DhcpClient
-from tests.lab.conftest import changes, salt
+from tests.lab.conftest import NETWORK, changes, salt
 
 pytestmark = pytest.mark.lab
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
 PROBE = TESTS / "functional" / "fwprobe.py"
-POOL = yaml.safe_load((TESTS.parent / "lab" / "inventory.yaml").read_text())["cluster"]["network"]["dhcp_pool"]
+POOL = NETWORK["dhcp_pool"]
 TIMEOUT = 2.0
 
 

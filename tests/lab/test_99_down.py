@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from lab import BRIDGE, CGROUP_PREFIX
+from lab import BRIDGE, CGROUP_PREFIX, MACHINE_PREFIX
 
 pytestmark = pytest.mark.lab
 
@@ -39,7 +39,7 @@ def test_down_removes_everything(lab_cli):
             subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout
         )
     ]
-    assert BRIDGE not in links and not [ln for ln in links if ln.startswith("vb-")], links
+    assert BRIDGE not in links and not [ln for ln in links if ln.startswith(f"vb-{MACHINE_PREFIX}")], links
     assert not _lab_processes(state), _lab_processes(state)
     st = lab_cli.status()
     assert not st["bridge_up"] and st["package_server"] is None
