@@ -10,7 +10,7 @@ import shutil
 import pytest
 import yaml
 
-from tests.conftest import INVENTORY, REPO, STATE_TREE, make_secrets, secrets_opts
+from tests.conftest import INVENTORY, REPO, STATE_TREE, make_secrets, model_environ, secrets_opts
 
 # the integration cluster: the project inventory minus three compute nodes (every node of
 # the inventory has a running minion, or the orchestration would rightly report it missing)
@@ -65,7 +65,13 @@ def secrets_dir(integration_dir):
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, inventory_file, secrets_dir):
+def master_environ(integration_dir):
+    """salt-master, salt-run and salt-ssh import rpicluster (pillar, runner)."""
+    return model_environ(integration_dir / "model-path")
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, inventory_file, secrets_dir, master_environ):
     factory = salt_factories.salt_master_daemon(
         "rpic-master",
         overrides={
@@ -80,6 +86,8 @@ def salt_master(salt_factories, inventory_file, secrets_dir):
             "reactor": [{"salt/minion/*/start": [str(STATE_TREE / "reactor" / "minion-start.sls")]}],
         },
     )
+    # its own environment (the manager's goes to the minions too, which must not need the model)
+    factory.environ = master_environ
     with factory.started(start_timeout=120):
         yield factory
 
@@ -141,5 +149,5 @@ def salt_cli(salt_master):
 
 
 @pytest.fixture(scope="session")
-def salt_run_cli(salt_master):
-    return salt_master.salt_run_cli(timeout=300)
+def salt_run_cli(salt_master, master_environ):
+    return salt_master.salt_run_cli(timeout=300, environ=master_environ)

@@ -32,7 +32,13 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import INVENTORY, STATE_TREE, make_secrets, secrets_opts
+from tests.conftest import (
+    INVENTORY,
+    STATE_TREE,
+    make_secrets,
+    model_environ,
+    secrets_opts,
+)
 from tests.integration.sandbox import MOCK_INIT_REMOVE, MOCK_INIT_SEEDS, NodeSandbox
 
 pytestmark = [
@@ -192,7 +198,8 @@ def _salt_ssh(ssh_master, work, roster, *args, timeout=240):
         yaml.safe_dump({"salt-ssh": {"ssh_wipe": True, "ssh_log_file": str(work / "salt-ssh.log")}}),
         encoding="utf-8",
     )
-    cli = ssh_master.salt_ssh_cli(roster_file=str(roster), timeout=timeout)
+    # the pillar imports rpicluster in salt-ssh's own process
+    cli = ssh_master.salt_ssh_cli(roster_file=str(roster), timeout=timeout, environ=model_environ(work / "model-path"))
     started = time.monotonic()
     ret = cli.run(f"--saltfile={saltfile}", "-w", "-i", *args, minion_tgt=NODE)
     elapsed = time.monotonic() - started
