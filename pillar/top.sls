@@ -4,7 +4,8 @@ Pillar top, computed from the inventory.
 
 Every pillar is targeted by minion ID lists taken from the validated inventory, never by
 grains (a minion controls its own grains). An invalid inventory raises here, so the pillar
-fails to render for every minion and a highstate applies nothing, naming the bad field.
+fails to render for every minion and a highstate applies nothing, naming the bad field (the
+ext_pillar _pillar/cluster.py, which gives the nodes ``cluster`` and ``node``, raises too).
 """
 import os
 

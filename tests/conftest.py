@@ -1,5 +1,5 @@
-"""Shared fixtures: paths of the project, a short root for salt-factories' sockets, the model on
-the path of master-side processes, and the cluster's secrets as bootstrap/generate-secrets makes
+"""Shared fixtures: paths of the project, a short root for salt-factories' sockets, the cluster
+pillar as master.d configures it, and the cluster's secrets as bootstrap/generate-secrets makes
 them (sealed copies, GPG key)."""
 
 import importlib.util
@@ -47,6 +47,13 @@ def secrets_opts(secrets_dir):
         "gpg_decrypt_must_succeed": True,
         "pillar_roots": {"base": [str(PILLAR_TREE), str(repo / "pillar")]},
     }
+
+
+def cluster_pillar_opts(inventory=INVENTORY):
+    """The config that gives a master (or a masterless minion) the cluster pillar as
+    master.d/cluster.conf does: the inventory, and the ext_pillar _pillar/cluster.py that hands
+    each node ``cluster`` and its ``node`` view."""
+    return {"cluster_inventory": str(inventory), "pillar_dirs": [str(REPO / "_pillar")], "ext_pillar": [{"cluster": {}}]}
 
 
 def model_environ(directory):

@@ -1,6 +1,7 @@
 #!py
 """
-``cluster``: the validated, normalised inventory (see the rpicluster package).
+(``cluster``, the validated inventory, and ``node``, the node's own view, come from the
+ext_pillar _pillar/cluster.py.)
 ``deploy``: how nodes reach and trust the deployer (master address and pinned fingerprint,
 package cache, pinned Salt version, admin account and its SSH keys), from the master config
 that bootstrap/deployer writes.
@@ -145,4 +146,4 @@ def run():
         extra["x509_signing_policies"] = _tls_signing_policies(
             inventory, tls_ca_key, tls_ca_cert, deploy["tls_cert_days"]
         )
-    return {"cluster": inventory, "deploy": deploy, **extra}
+    return {"deploy": deploy, **extra}

@@ -2,6 +2,9 @@
 
 import yaml
 
+import salt.pillar
+from rpicluster import model
+
 
 def _changed(ret):
     return {sid: r["changes"] for sid, r in ret.raw.items() if r["changes"]} if isinstance(ret.raw, dict) else ret
@@ -17,6 +20,18 @@ def test_pillar_holds_the_validated_inventory_and_role_secrets(modules):
 def test_model_module_through_the_loader(modules):
     assert modules.cluster.lanservices() == {"primary": "alpha", "secondary": "beta"}
     assert modules.cluster.nodes("compute") == ["delta", "epsilon", "gamma", "zeta"]
+
+
+def test_one_pillar_render_validates_the_inventory_once(minion_opts, monkeypatch):
+    # pillar top, cluster pillar and ext_pillar all read the inventory: one parse and validation
+    checked, check = [], model.check
+    monkeypatch.setattr(model, "check", lambda data: checked.append(1) or check(data))
+    monkeypatch.setattr(model, "_VALID", {})
+    pillar = salt.pillar.get_pillar(minion_opts, {"id": "alpha"}, "alpha", saltenv="base").compile_pillar()
+    assert "_errors" not in pillar, pillar["_errors"]
+    assert pillar["node"]["name"] == "alpha" and pillar["cluster"]["domain"] == "dc1.b3rry.clust0r"
+    assert "deploy" in pillar and "secrets" in pillar
+    assert len(checked) == 1
 
 
 def test_common_in_test_mode_changes_nothing(modules, node_root):

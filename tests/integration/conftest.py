@@ -10,7 +10,15 @@ import shutil
 import pytest
 import yaml
 
-from tests.conftest import INVENTORY, REPO, STATE_TREE, make_secrets, model_environ, secrets_opts
+from tests.conftest import (
+    INVENTORY,
+    REPO,
+    STATE_TREE,
+    cluster_pillar_opts,
+    make_secrets,
+    model_environ,
+    secrets_opts,
+)
 
 # the integration cluster: the project inventory minus three compute nodes (every node of
 # the inventory has a running minion, or the orchestration would rightly report it missing)
@@ -66,7 +74,7 @@ def secrets_dir(integration_dir):
 
 @pytest.fixture(scope="session")
 def master_environ(integration_dir):
-    """salt-master, salt-run and salt-ssh import rpicluster (pillar, runner)."""
+    """salt-master, salt-run and salt-ssh import rpicluster (ext_pillar, pillar top, runner)."""
     return model_environ(integration_dir / "model-path")
 
 
@@ -77,7 +85,7 @@ def salt_master(salt_factories, inventory_file, secrets_dir, master_environ):
         overrides={
             "file_roots": {"base": [str(STATE_TREE)]},
             "runner_dirs": [str(REPO / "_runners")],
-            "cluster_inventory": str(inventory_file),
+            **cluster_pillar_opts(inventory_file),
             **secrets_opts(secrets_dir),
             "auto_accept": False,
             "open_mode": False,
