@@ -467,8 +467,9 @@ def test_distccd_refuses_clients_that_are_not_cluster_nodes(distccds, client):
 
 
 def test_loopback_inventory_is_valid(loop):
-    assert loop.modules.cluster.nodes("compute") == ["delta", "epsilon", "gamma", "zeta"]
-    assert loop.modules.cluster.node("delta")["ip"] == "127.0.0.21"
+    node = loop.modules.pillar.items(unmask=True)["node"]
+    assert [peer["name"] for peer in node["compute"]] == ["delta", "epsilon", "gamma", "zeta"]
+    assert next(host for host in node["hosts"] if host["name"] == "delta")["ip"] == "127.0.0.21"
 
 
 def test_k3s_rejoin_acts_on_the_server_only(delta, epsilon):
