@@ -25,7 +25,7 @@ host-packages:
 	@tests/install-host-packages
 
 lint: venv
-	$(VENV)/bin/ruff check _modules _states _grains _runners _returners _beacons lab tests bench bootstrap/validate-inventory bootstrap/generate-secrets bootstrap/quiet-salt-cli bootstrap/lock-salt-wheels bootstrap/restore-backup
+	$(VENV)/bin/ruff check rpicluster _modules _states _grains _runners _returners _beacons _pillar lab tests bench bootstrap/validate-inventory bootstrap/generate-secrets bootstrap/quiet-salt-cli bootstrap/lock-salt-wheels bootstrap/restore-backup
 	$(VENV)/bin/yamllint -s pillar/cluster/inventory.yaml lab/inventory.yaml lab/inventory-test.yaml master.d
 
 test: venv host-packages lint

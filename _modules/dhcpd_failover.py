@@ -2,9 +2,10 @@
 ISC DHCP failover: each peer's configuration (derived from the cluster model) and the
 run-time failover state, read and changed over OMAPI.
 
-The lanservices pair runs ``isc-dhcp-server`` as a failover pair: the primary is
-``cluster.lanservices()["primary"]``, the secondary the other one. :func:`peer_config`
-computes what ``salt/dhcpd/files/dhcpd.conf.jinja`` prints for one of them.
+The lanservices pair runs ``isc-dhcp-server`` as a failover pair: the primary and the
+secondary are the node pillar's ``pair_role`` (the cluster model: the lower IP is the
+primary). :func:`peer_config` computes what ``salt/dhcpd/files/dhcpd.conf.jinja`` prints for
+one of them.
 
 At run time the failover state of each peer relationship is an OMAPI object
 (``failover-state``, see dhcpd(8)). This module talks to dhcpd's OMAPI listener with
@@ -84,54 +85,57 @@ def __virtual__():
 
 
 # --------------------------------------------------------------------------------------
-# Configuration data from the cluster model
+# Configuration data from the cluster model (the node and cluster pillar)
 # --------------------------------------------------------------------------------------
 
 
-def _inventory(inventory=None):
-    if inventory is None:
-        try:
-            inventory = __pillar__["cluster"]
-        except (NameError, KeyError) as exc:
-            raise CommandExecutionError(
-                "no 'cluster' pillar: is this minion in pillar/cluster/inventory.yaml?"
-            ) from exc
-    if isinstance(inventory, dict) and set(inventory) == {"cluster"}:
-        inventory = inventory["cluster"]
-    return inventory
+def _pillar(key, value=None):
+    """``value``, else this minion's pillar ``key`` (the cluster ext_pillar gives ``cluster``
+    and ``node``)."""
+    if value is not None:
+        return value
+    try:
+        return __pillar__[key]
+    except (NameError, KeyError) as exc:
+        raise CommandExecutionError(
+            f"no {key!r} pillar: is this minion in pillar/cluster/inventory.yaml, and does the "
+            "pillar render (salt-call pillar.items)?"
+        ) from exc
 
 
-def peer_config(name=None, params=None, boot_file=None, inventory=None):
+def peer_config(params=None, boot_file=None, node=None, inventory=None):
     """
-    What the dhcpd.conf of failover peer ``name`` (default: this minion) holds, derived
-    from the cluster model and ``params`` (the ``dhcpd`` map: salt/dhcpd/defaults.yaml
-    merged with pillar overrides): the failover section for its role, the subnet and its
-    options (the VIP first, then both servers as DNS; both servers as NTP; the domain;
-    ``next-server`` = this server, ``filename`` = ``boot_file`` for network boot), the
-    dynamic pool and a fixed address for every inventory node by MAC.
+    What the dhcpd.conf of this failover peer holds, derived from its ``node`` pillar (the
+    cluster model's view of the node: pair role, peer, DHCP reservations), the ``cluster``
+    pillar (``inventory``: the network plan) and ``params`` (the ``dhcpd`` map:
+    salt/dhcpd/defaults.yaml merged with pillar overrides): the failover section for its role,
+    the subnet and its options (the VIP first, then both servers as DNS; both servers as NTP;
+    the domain; ``next-server`` = this server, ``filename`` = ``boot_file`` for network boot),
+    the dynamic pool and a fixed address for every inventory node by MAC.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call dhcpd_failover.peer_config beta params='{"failover": {...}}' boot_file=pxelinux.0
+        salt-call dhcpd_failover.peer_config params='{"failover": {...}}' boot_file=pxelinux.0
     """
     if not isinstance(params, dict) or "failover" not in params:
         raise CommandExecutionError(
             "params must be the dhcpd map (salt/dhcpd/map.jinja), with a 'failover' section"
         )
-    inv = _inventory(inventory)
-    if name is None:
-        name = __grains__["id"]
-    pair = __salt__["cluster.lanservices"](inventory=inv)
-    if name not in pair.values():
+    node = _pillar("node", node)
+    inv = _pillar("cluster", inventory)
+    if isinstance(inv, dict) and set(inv) == {"cluster"}:
+        inv = inv["cluster"]
+    pair = {role: member["name"] for role, member in node["pair"].items()}
+    role = node["pair_role"]
+    if role not in pair:
         raise CommandExecutionError(
-            f"{name!r} is not a lanservices node: the DHCP failover pair is "
+            f"{node['name']!r} is not a lanservices node: the DHCP failover pair is "
             f"{pair['primary']} (primary) and {pair['secondary']} (secondary)"
         )
-    role = "primary" if name == pair["primary"] else "secondary"
     other_role = "secondary" if role == "primary" else "primary"
-    ips = {r: __salt__["cluster.node"](pair[r], inventory=inv)["ip"] for r in ("primary", "secondary")}
+    ips = {role: node["ip"], other_role: node["peer"]["ip"]}
 
     fo = params["failover"]
     ports = {"primary": int(fo["primary_port"]), "secondary": int(fo["secondary_port"])}
@@ -158,7 +162,7 @@ def peer_config(name=None, params=None, boot_file=None, inventory=None):
     net = inv["network"]
     subnet = ipaddress.IPv4Network(net["subnet"])
     return {
-        "node": name,
+        "node": node["name"],
         "role": role,
         "domain": inv["domain"],
         "subnet": str(subnet.network_address),
@@ -171,7 +175,7 @@ def peer_config(name=None, params=None, boot_file=None, inventory=None):
         "filename": boot_file,
         "pool": {"start": net["dhcp_pool"]["start"], "end": net["dhcp_pool"]["end"]},
         "failover": failover,
-        "reservations": __salt__["cluster.dhcp_reservations"](inventory=inv),
+        "reservations": node["dhcp"]["reservations"],
     }
 
 

@@ -538,11 +538,11 @@ def manage(zone, path, records, ns, user="root", group="bind", mode="0644", relo
 
 
 def _default_zones():
+    """The zones this lanservices node serves (its ``node:dns:zones`` pillar: forward, reverse)."""
     try:
-        domain = __pillar__["cluster"]["domain"]
+        return [zone["name"] for zone in __pillar__["node"]["dns"]["zones"]]
     except (KeyError, TypeError) as exc:
-        raise CommandExecutionError("no zones given and no 'cluster' pillar to take them from") from exc
-    return [domain, __salt__["cluster.reverse_zone"]()]
+        raise CommandExecutionError("no zones given and no 'node:dns' pillar to take them from") from exc
 
 
 def parse_zonestatus(text):

@@ -59,10 +59,11 @@ def __virtual__():
 # --------------------------------------------------------------------------------------
 
 
-def server(name=None):
+def server(name=None, compute=None):
     """
     The compute node that runs the k3s server: ``name`` when given (it must be a compute node
-    of the inventory), else the first compute node by IP (``cluster.k3s_server``).
+    of the inventory), else the first compute node by IP. ``compute``: the compute nodes' names
+    by IP, default from this minion's ``node`` pillar (``node:compute``, the cluster model's).
 
     CLI Example:
 
@@ -71,9 +72,16 @@ def server(name=None):
         salt-call k3s.server
         salt-call k3s.server epsilon
     """
-    compute = __salt__["cluster.nodes"]("compute")
+    if compute is None:
+        try:
+            compute = [peer["name"] for peer in __pillar__["node"]["compute"]]
+        except (NameError, KeyError) as exc:
+            raise CommandExecutionError(
+                "no 'node' pillar: is this minion in pillar/cluster/inventory.yaml, and does the "
+                "pillar render (salt-call pillar.items)?"
+            ) from exc
     if not name:
-        return __salt__["cluster.k3s_server"]()
+        return compute[0]
     if name not in compute:
         raise CommandExecutionError(
             f"k3s server {name!r} (k3s:lookup:server) is not a compute node of the inventory "

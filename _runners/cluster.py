@@ -1,8 +1,8 @@
 """
 The cluster model on the master, for orchestration and reporting.
 
-Loads the same model (``_modules/cluster.py``) and the same inventory as the pillar, so
-``salt-run`` and ``state.orch`` see exactly what the minions see.
+Imports the same model (the ``rpicluster`` package) and reads the same inventory as the
+pillar, so ``salt-run`` and ``state.orch`` see exactly what the minions see.
 
 CLI Example:
 
@@ -13,7 +13,6 @@ CLI Example:
 
 import datetime
 import fcntl
-import importlib.util
 import json
 import logging
 import os
@@ -27,27 +26,22 @@ import salt.utils.files
 import salt.utils.jid
 from salt.exceptions import CommandExecutionError
 
+try:
+    from rpicluster import model, views
+
+    HAS_MODEL = True
+except ImportError:
+    HAS_MODEL = False
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "cluster"
 
 
 def __virtual__():
+    if not HAS_MODEL:
+        return (False, "the rpicluster package is not importable: bootstrap/deployer puts it on the master's Python path")
     return __virtualname__
-
-
-def _model():
-    """Import _modules/cluster.py from the state tree (salt/_modules links to it)."""
-    for root in __opts__["file_roots"]["base"]:
-        path = os.path.join(root, "_modules", "cluster.py")
-        if os.path.isfile(path):
-            break
-    else:
-        raise CommandExecutionError("_modules/cluster.py not found in file_roots:base")
-    spec = importlib.util.spec_from_file_location("cluster_model", path)
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
-    return model
 
 
 def inventory():
@@ -63,7 +57,7 @@ def inventory():
     path = __opts__.get("cluster_inventory")
     if not path:
         raise CommandExecutionError("set cluster_inventory in the master config (master.d/cluster.conf)")
-    return _model().load_inventory(path)["cluster"]
+    return model.load_inventory(path)["cluster"]
 
 
 def nodes(role=None):
@@ -77,7 +71,7 @@ def nodes(role=None):
         salt-run cluster.nodes
         salt-run cluster.nodes role=lanservices
     """
-    return _model().nodes(role, inventory())
+    return views.nodes(inventory(), role)
 
 
 def lanservices():
@@ -90,7 +84,7 @@ def lanservices():
 
         salt-run cluster.lanservices
     """
-    return _model().lanservices(inventory())
+    return views.lanservices(inventory())
 
 
 def k3s_server():
@@ -103,7 +97,7 @@ def k3s_server():
 
         salt-run cluster.k3s_server
     """
-    return _model().k3s_server(inventory())
+    return views.k3s_server(inventory())
 
 
 # --------------------------------------------------------------------------------------
@@ -242,12 +236,11 @@ def _dependents(node, inv):
     reservations, the distcc and MPI host lists), so they are refreshed only when the
     node's inventory entry changed since it was last provisioned (or it never was).
     """
-    model = _model()
     before = (_read("provisioned", node) or {}).get("entry")
     now = inv["nodes"][node]
     if before == now:
         return []
-    others = lambda role: [n for n in model.nodes(role, inv) if n != node]  # noqa: E731
+    others = lambda role: [n for n in views.nodes(inv, role) if n != node]  # noqa: E731
     deps = [{"name": "dns-dhcp", "tgt": others("lanservices"), "sls": ["bind", "dhcpd"]}]
     if "compute" in now["roles"] or "compute" in (before or {}).get("roles", []):
         deps.append({"name": "compute-hosts", "tgt": others("compute"), "sls": ["distcc", "mpich"]})
@@ -283,7 +276,6 @@ def build_plan(node, provisioned=None):
         salt-run cluster.build_plan gamma
     """
     inv = inventory()
-    model = _model()
     if node not in inv["nodes"]:
         return {"action": "ignore", "reason": "not a node of the inventory: nothing to do"}
     if provisioned:
@@ -294,7 +286,7 @@ def build_plan(node, provisioned=None):
             "action": "ignore",
             "reason": "never provisioned: salt-run state.orch orch.cluster or salt-run cluster.rebuild builds it",
         }
-    roles = model.roles(node, inv)
+    roles = views.roles(inv, node)
     plan = {
         "action": "build",
         "reason": (
@@ -308,9 +300,9 @@ def build_plan(node, provisioned=None):
         "dependents": _dependents(node, inv),
     }
     if "lanservices" in roles:
-        plan["survivor"] = next(n for n in model.nodes("lanservices", inv) if n != node)
+        plan["survivor"] = next(n for n in views.nodes(inv, "lanservices") if n != node)
     if "compute" in roles and _k3s_installed():
-        server = model.k3s_server(inv)
+        server = views.k3s_server(inv)
         if server != node:
             plan["k3s_server"] = server
             plan["machine_id"] = _call(node, "grains.get", ["machine_id"]).get(node)
@@ -452,7 +444,6 @@ def dhcp_survivor_takes_over(survivor):
 
 def _health(node, roles, inv, clock=False):
     """The checks that say ``node`` serves again: {check: (ok, detail)}."""
-    model = _model()
     checks = {"minion answers": (bool(_call(node, "test.ping", timeout=10).get(node)), "test.ping")}
     if clock:
         sync = _call(node, "chrony.status", timeout=10).get(node)
@@ -460,7 +451,7 @@ def _health(node, roles, inv, clock=False):
                                         {k: sync.get(k) for k in ("reference", "stratum", "offset")}
                                         if isinstance(sync, dict) else sync)
     if "lanservices" in roles:
-        pair = model.lanservices(inv)
+        pair = views.lanservices(inv)
         both = [pair["primary"], pair["secondary"]]
         zones = _call(",".join(both), "dnszone.status", tgt_type="list")
         serials = {n: {z: v.get("serial") for z, v in (zones.get(n) or {}).get("zones", {}).items()} for n in both}
@@ -474,7 +465,7 @@ def _health(node, roles, inv, clock=False):
         vip = _call(",".join(both), "vip.held", tgt_type="list")
         checks["vip on the primary"] = (vip.get(pair["primary"]) is True and vip.get(pair["secondary"]) is False, vip)
     if "compute" in roles:
-        peers = [n for n in model.nodes("compute", inv) if n != node]
+        peers = [n for n in views.nodes(inv, "compute") if n != node]
         if peers:  # mpiexec's path: the MPI user of another compute node logs in to this one
             ip = inv["nodes"][node]["ip"]
             out = _call(peers[0], "cmd.run_all", [f"su -s /bin/sh -c 'ssh {ip} hostname' computeadm"], timeout=30).get(peers[0])
@@ -500,7 +491,7 @@ def wait_healthy(node, timeout=None, interval=5, clock=False):
         salt-run cluster.wait_healthy beta clock=True
     """
     inv = inventory()
-    roles = _model().roles(node, inv)
+    roles = views.roles(inv, node)
     if timeout is None:
         timeout = HEALTH_TIMEOUT["lanservices" if "lanservices" in roles else "default"]
     deadline = time.monotonic() + float(timeout)
@@ -642,7 +633,7 @@ def _rebuild(node, timeout=1800, trusted_by="declared by cluster.rebuild"):
     inv = inventory()
     report = {"node": node, "result": False}
     if node not in inv["nodes"]:
-        report["comment"] = f"{node!r} is not a node of the inventory ({', '.join(_model().nodes(None, inv))})"
+        report["comment"] = f"{node!r} is not a node of the inventory ({', '.join(views.nodes(inv))})"
         return _fail(report)
     if "deployer" in inv["nodes"][node]["roles"]:
         report["comment"] = f"{node} is the deployer (this salt-master): bootstrap/deployer rebuilds it, not itself"
@@ -745,7 +736,7 @@ def router_handover(wait=120):
     if not router:
         return {"result": True, "changed": False, "comment": "no router in the inventory: nothing to hand over"}
     ip, kind = router["ip"], router["kind"]
-    pair = _model().lanservices(inv)
+    pair = views.lanservices(inv)
     both = ",".join([pair["primary"], pair["secondary"]])
 
     def serving():
@@ -843,7 +834,7 @@ def dhcp_lease(node, server=None, address=None):
     """
     inv = inventory()
     report = {"node": node, "server": server, "address": address}
-    if server is not None and server not in _model().nodes("lanservices", inv):
+    if server is not None and server not in views.nodes(inv, "lanservices"):
         report.update(action="ignore", comment=f"{server!r} is not a lanservices node: its lease events are not trusted")
         log.warning("cluster.dhcp_lease: %s", report["comment"])
         return report
@@ -1235,13 +1226,12 @@ def _status_build_records(nodes):
 
 def _status_view(inv):
     """What the status needs from the inventory."""
-    model = _model()
-    names = model.nodes(None, inv)
+    names = views.nodes(inv)
     return {
         "nodes": names,
         "roles": {name: list(inv["nodes"][name].get("roles", [])) for name in names},
-        "lanservices": model.nodes("lanservices", inv),
-        "k3s_server": model.k3s_server(inv) if model.nodes("compute", inv) else None,
+        "lanservices": views.nodes(inv, "lanservices"),
+        "k3s_server": views.k3s_server(inv) if views.nodes(inv, "compute") else None,
         "vip": inv["network"]["vip"],
     }
 
@@ -1773,7 +1763,7 @@ def _backup_passphrase(passphrase_file):
 
 def _backup_leases(inv):
     """{node: text} of the DHCP lease database of each lanservices node that answers."""
-    pair = _model().nodes("lanservices", inv)
+    pair = views.nodes(inv, "lanservices")
     if not pair:
         return {}
     got = _call(pair, "file.read", ["/var/lib/dhcp/dhcpd.leases"], timeout=30, tgt_type="list")
@@ -1809,7 +1799,7 @@ def backup(path, passphrase_file=None, leases=True):
     inv = inventory()
     passphrase = _backup_passphrase(passphrase_file)
     dirs = _backup_dirs()
-    manifest = {"format": BACKUP_FORMAT, "created": _now(), "deployer": _model().deployer(inv),
+    manifest = {"format": BACKUP_FORMAT, "created": _now(), "deployer": views.deployer(inv),
                 "dirs": sorted(dirs.values()), "files": {}, "dhcp_leases": {}}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

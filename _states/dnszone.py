@@ -12,7 +12,7 @@ then writes the checked zone and reloads it.
         - name: dc1.b3rry.clust0r
         - path: /etc/bind/zones/db.dc1.b3rry.clust0r
         - ns: [alpha.dc1.b3rry.clust0r., beta.dc1.b3rry.clust0r.]
-        - records: {{ salt['cluster.dns_records']() | json }}
+        - records: {{ bind.node.zones[0].records | json }}
         - serial_servers: [127.0.0.1, 192.168.10.8]
 """
 

@@ -1,7 +1,7 @@
 """The virtual lab: the cluster as systemd-nspawn nodes on one machine.
 
 Run as ``python3 -m lab COMMAND`` from the repository root (see lab/README.md).
-Standard library only (PyYAML, via _modules/cluster.py, reads the inventory).
+Standard library only (PyYAML, via the rpicluster package, reads the inventory).
 """
 
 import os

@@ -48,10 +48,12 @@ def ensure_key():
 @functools.lru_cache(maxsize=1)
 def deployer_ip():
     """The deployer's address in the lab inventory."""
-    from .inventory import load, model  # pylint: disable=import-outside-toplevel
+    from rpicluster import views  # pylint: disable=import-outside-toplevel
+
+    from .inventory import load  # pylint: disable=import-outside-toplevel
 
     inv = load(DEFAULT_INVENTORY)
-    return inv["nodes"][model().deployer(inv)]["ip"]
+    return inv["nodes"][views.deployer(inv)]["ip"]
 
 
 def _admin_opts():

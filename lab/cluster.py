@@ -11,9 +11,10 @@ import json
 import subprocess
 import time
 
+from rpicluster import views
+
 from . import DEFAULT_INVENTORY, HTTP_PORT, REPO, LabError, access, net, router
 from .host import log
-from .inventory import model
 
 CHECKOUT = "/srv/cluster"
 DEPLOYER_KEY = "/etc/salt/cluster-secrets/ssh/deployer_ed25519"  # bootstrap/generate-secrets
@@ -53,7 +54,7 @@ def bootstrap(inv, nodes):
     down = [n.name for n in nodes if not n.running()]
     if down:
         raise LabError(f"nodes not running: {', '.join(down)} (python3 -m lab up)")
-    deployer = by_name[model().deployer(inv)]
+    deployer = by_name[views.deployer(inv)]
     times = _install_deployer(inv, deployer)
 
     started = time.monotonic()
@@ -140,7 +141,7 @@ def restore_deployer(inv, nodes, archive, passphrase):
     the archive onto the card, ``bootstrap/deployer --restore``; then wait until every minion
     answers (with the key it had: nothing is accepted by hand). Seconds per step."""
     by_name = {n.name: n for n in nodes}
-    deployer = by_name[model().deployer(inv)]
+    deployer = by_name[views.deployer(inv)]
     if not deployer.running():
         raise LabError(f"{deployer.name} is not running (python3 -m lab up {deployer.name})")
     times = _install_deployer(inv, deployer, restore=(archive, passphrase))
@@ -172,7 +173,7 @@ def _failed_states(out):
 
 def orchestrate(inv, nodes):
     """``salt-run state.orch orch.cluster`` on the deployer; return the seconds it took."""
-    deployer = {n.name: n for n in nodes}[model().deployer(inv)]
+    deployer = {n.name: n for n in nodes}[views.deployer(inv)]
     started = time.monotonic()
     log("salt-run state.orch orch.cluster (on the deployer)")
     # a failed run exits 1: its steps are still read, to say which node and state failed

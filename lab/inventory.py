@@ -1,13 +1,12 @@
-"""The lab inventory, validated by the project's cluster model (_modules/cluster.py)."""
+"""The lab inventory, validated by the project's cluster model (the rpicluster package)."""
 
-import importlib.util
 import subprocess
 import sys
 
-from . import REPO, LabError
-from .net import host_address
+from rpicluster import model, views
 
-MODEL_FILE = REPO / "_modules" / "cluster.py"
+from . import LabError
+from .net import host_address
 
 
 def yaml():
@@ -39,23 +38,12 @@ def yaml():
         raise LabError("PyYAML is missing: apt-get install python3-yaml (or pip install PyYAML)") from exc
 
 
-def model():
-    """The cluster model module, imported by path (no Salt needed)."""
-    if not MODEL_FILE.exists():
-        raise LabError(f"{MODEL_FILE} is missing: the lab validates its inventory with it")
-    yaml()  # make sure the model can import it
-    spec = importlib.util.spec_from_file_location("cluster_model", MODEL_FILE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def load(path):
     """The validated inventory (the mapping under ``cluster``); LabError naming every bad field."""
-    mod = model()
+    yaml()  # make sure the model can import it
     try:
-        return mod.load_inventory(str(path))["cluster"]
-    except mod.InventoryError as exc:
+        return model.load_inventory(str(path))["cluster"]
+    except model.InventoryError as exc:
         raise LabError(f"invalid inventory {path}:\n" + "\n".join(exc.problems)) from exc
 
 
@@ -66,6 +54,6 @@ def etc_hosts(inv, gateway_name="labhost"):
         "::1\t\tlocalhost ip6-localhost ip6-loopback",
         f"{host_address(inv)}\t{gateway_name}",
     ]
-    for entry in model().hosts_entries(inv):
+    for entry in views.hosts_entries(inv):
         lines.append(f"{entry['ip']}\t{' '.join(entry['names'])}")
     return "\n".join(lines) + "\n"

@@ -4,36 +4,28 @@ Pillar top, computed from the inventory.
 
 Every pillar is targeted by minion ID lists taken from the validated inventory, never by
 grains (a minion controls its own grains). An invalid inventory raises here, so the pillar
-fails to render for every minion and a highstate applies nothing, naming the bad field.
+fails to render for every minion and a highstate applies nothing, naming the bad field (the
+ext_pillar _pillar/cluster.py, which gives the nodes ``cluster`` and ``node``, raises too).
 """
-import importlib.util
 import os
 
-
-def _model():
-    """The cluster model, _modules/cluster.py beside the pillar tree."""
-    pillar_root = os.path.dirname(os.path.abspath(__file__))  # this file's own pillar tree
-    path = os.path.join(os.path.dirname(pillar_root), "_modules", "cluster.py")
-    spec = importlib.util.spec_from_file_location("cluster_model", path)
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
-    return model, pillar_root
+from rpicluster import model, views
 
 
 def run():
-    model, pillar_root = _model()
+    pillar_root = os.path.dirname(os.path.abspath(__file__))  # this file's own pillar tree
     path = __opts__.get("cluster_inventory") or os.path.join(pillar_root, "cluster", "inventory.yaml")
     inventory = model.load_inventory(path)["cluster"]
     secrets_dir = __opts__.get("cluster_secrets_dir", "/etc/salt/cluster-secrets")
 
     def ids(role=None):
-        return ",".join(model.nodes(role, inventory))
+        return ",".join(views.nodes(inventory, role))
 
     top = {ids(): [{"match": "list"}, "cluster"]}
     for role in model.ROLES:
         # role secrets only once the deployer bootstrap generated them (bootstrap/generate-secrets)
         if os.path.isfile(os.path.join(pillar_root, "secrets", f"{role}.sls")) and os.path.isdir(secrets_dir):
             top[ids(role)] = [{"match": "list"}, f"secrets.{role}"]
-    for name in model.nodes(None, inventory):  # each node's own Salt key, to that node only
+    for name in views.nodes(inventory):  # each node's own Salt key, to that node only
         top.setdefault(name, []).append("secrets.minion_key")
     return {"base": top}

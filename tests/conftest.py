@@ -1,5 +1,6 @@
-"""Shared fixtures: paths of the project, a short root for salt-factories' sockets, and the
-cluster's secrets as bootstrap/generate-secrets makes them (sealed copies, GPG key)."""
+"""Shared fixtures: paths of the project, a short root for salt-factories' sockets, the cluster
+pillar as master.d configures it, and the cluster's secrets as bootstrap/generate-secrets makes
+them (sealed copies, GPG key)."""
 
 import importlib.util
 import os
@@ -52,6 +53,25 @@ def secrets_opts(secrets_dir):
         "gpg_decrypt_must_succeed": True,
         "pillar_roots": {"base": [str(PILLAR_TREE), str(repo / "pillar")]},
     }
+
+
+def cluster_pillar_opts(inventory=INVENTORY):
+    """The config that gives a master (or a masterless minion) the cluster pillar as
+    master.d/cluster.conf does: the inventory, and the ext_pillar _pillar/cluster.py that hands
+    each node ``cluster`` and its ``node`` view."""
+    return {"cluster_inventory": str(inventory), "pillar_dirs": [str(REPO / "_pillar")], "ext_pillar": [{"cluster": {}}]}
+
+
+def model_environ(directory):
+    """The environment of a master-side process started as a subprocess (salt-master, salt-run,
+    salt-ssh): it imports rpicluster as bootstrap/deployer makes Salt's venv do, from a directory
+    (``directory``) holding only a link to the package. Minions get no such path."""
+    link = pathlib.Path(directory) / "rpicluster"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(REPO / "rpicluster")
+    path = [str(directory), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def stop_gpg_agents(keydirs):

@@ -9,7 +9,7 @@ import re
 
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, PILLAR_TREE, STATE_TREE
+from tests.conftest import INVENTORY, PILLAR_TREE, STATE_TREE, cluster_pillar_opts
 
 _SEQ = itertools.count()
 SEPARATOR = "#---- firewall map above, ruleset below ----#"
@@ -26,7 +26,7 @@ def loaders(salt_factories, name, inventory=None, **opts):
         "file_client": "local",
         "file_roots": {"base": [str(STATE_TREE)]},
         "pillar_roots": {"base": [str(PILLAR_TREE)]},
-        "cluster_inventory": str(inventory or INVENTORY),
+        **cluster_pillar_opts(inventory or INVENTORY),
         "cluster_secrets_dir": "/nonexistent/cluster-secrets",
         **opts,
     }

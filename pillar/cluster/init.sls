@@ -1,6 +1,7 @@
 #!py
 """
-``cluster``: the validated, normalised inventory (see _modules/cluster.py).
+(``cluster``, the validated inventory, and ``node``, the node's own view, come from the
+ext_pillar _pillar/cluster.py.)
 ``deploy``: how nodes reach and trust the deployer (master address and pinned fingerprint,
 package cache, pinned Salt version, admin account and its SSH keys), from the master config
 that bootstrap/deployer writes.
@@ -19,8 +20,9 @@ the CA key and certificate) and ``x509_signing_policies``: one ``tls_<node>`` po
 and which pins the certificate's subject and names to the node's name, FQDN and IP.
 """
 import glob
-import importlib.util
 import os
+
+from rpicluster import model, views
 
 
 def _read(path):
@@ -28,13 +30,13 @@ def _read(path):
         return handle.read().strip()
 
 
-def _host_signing_policies(model, inventory, ca_key, ttl):
+def _host_signing_policies(inventory, ca_key, ttl):
     """``ssh_signing_policies`` of the CA minion: ``host_<node>`` for every node but the deployer
     (which signs its own certificate locally), usable by that minion ID only."""
     policies = {}
-    for name in model.nodes(None, inventory):
-        node = model.node(name, inventory)
-        if name == model.deployer(inventory):
+    for name in views.nodes(inventory):
+        node = views.node(inventory, name)
+        if name == views.deployer(inventory):
             continue
         policies[f"host_{name}"] = {
             "minions": name,
@@ -53,16 +55,16 @@ def _host_signing_policies(model, inventory, ca_key, ttl):
 LOOPBACK_NAMES = ["DNS:localhost", "IP:127.0.0.1", "IP:::1"]
 
 
-def _tls_signing_policies(model, inventory, ca_key, ca_cert, days):
+def _tls_signing_policies(inventory, ca_key, ca_cert, days):
     """``x509_signing_policies`` of the TLS CA minion: ``tls_<node>`` for every node, usable by
     that minion ID only (``minions`` is a glob without wildcards). x509_v2 merges a policy over
     the request, the policy winning: the subject (CN) and subjectAltName a node gets are these,
     whatever it asks for. A policy cannot depend on who asks, hence one policy per node (a
     policy per role could not pin each node's names)."""
     policies = {}
-    deployer = model.deployer(inventory)
-    for name in model.nodes(None, inventory):
-        node = model.node(name, inventory)
+    deployer = views.deployer(inventory)
+    for name in views.nodes(inventory):
+        node = views.node(inventory, name)
         sans = [f"DNS:{node['name']}", f"DNS:{node['fqdn']}", f"IP:{node['ip']}"]
         if name == deployer:
             sans += LOOPBACK_NAMES
@@ -84,11 +86,6 @@ def _tls_signing_policies(model, inventory, ca_key, ca_cert, days):
 
 def run():
     pillar_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location(
-        "cluster_model", os.path.join(os.path.dirname(pillar_root), "_modules", "cluster.py")
-    )
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
     path = __opts__.get("cluster_inventory") or os.path.join(pillar_root, "cluster", "inventory.yaml")
     inventory = model.load_inventory(path)["cluster"]
 
@@ -111,7 +108,7 @@ def run():
     # the TLS CA (salt/tls_ca makes both on the deployer's highstate; the key never leaves it)
     tls_ca_key = os.path.join(secrets_dir, "tls", "ca.key")
     tls_ca_cert = os.path.join(secrets_dir, "tls", "ca.crt")
-    deployer = model.node(model.deployer(inventory), inventory)
+    deployer = views.node(inventory, views.deployer(inventory))
     deploy = {
         "master": deployer["ip"],
         "master_finger": finger,
@@ -129,7 +126,7 @@ def run():
         keydir = os.path.join(secrets_dir, "minion-keys")
         deploy["minion_pubkeys"] = {
             name: _read(os.path.join(keydir, f"{name}.pub")) + "\n"
-            for name in model.nodes(None, inventory)
+            for name in views.nodes(inventory)
             if os.path.isfile(os.path.join(keydir, f"{name}.pub"))
         }
     extra = {}
@@ -143,10 +140,10 @@ def run():
             if not name.endswith("-cert"):
                 certs[pub] = os.path.join(secrets_dir, "admin-certs", f"{name}-cert.pub")
         deploy["ssh_ca"] = {"key": ca_key, "user_certs": {k: v for k, v in certs.items() if os.path.isfile(k)}}
-        extra["ssh_signing_policies"] = _host_signing_policies(model, inventory, ca_key, deploy["ssh_host_cert_ttl"])
+        extra["ssh_signing_policies"] = _host_signing_policies(inventory, ca_key, deploy["ssh_host_cert_ttl"])
     if __opts__.get("id") == deployer["name"]:  # the TLS CA, deployer only (paths, never the key)
         deploy["tls_ca"] = {"key": tls_ca_key, "cert": tls_ca_cert}
         extra["x509_signing_policies"] = _tls_signing_policies(
-            model, inventory, tls_ca_key, tls_ca_cert, deploy["tls_cert_days"]
+            inventory, tls_ca_key, tls_ca_cert, deploy["tls_cert_days"]
         )
-    return {"cluster": inventory, "deploy": deploy, **extra}
+    return {"deploy": deploy, **extra}

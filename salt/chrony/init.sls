@@ -2,21 +2,13 @@
     the inventory (cluster:network:ntp_upstream), each other as a source, `local stratum ...
     orphan` while no upstream is reachable, the other's time on (re)start (initstepslew). Every
     other node is a client of both (and of the VIP, a third vote). Server or client is decided
-    by the inventory (cluster.roles), never by grains. chrony-wait.service, bounded, makes
-    time-sync.target mean "synchronised" (dhcpd and named start after it). #}
+    by the inventory (chrony.node, from the node pillar), never by grains. chrony-wait.service,
+    bounded, makes time-sync.target mean "synchronised" (dhcpd and named start after it). #}
 {%- from 'chrony/map.jinja' import chrony with context %}
-{%- set pair = salt['cluster.lanservices']() %}
-{%- set lanservices = [pair.primary, pair.secondary] %}
-{%- set is_server = 'lanservices' in salt['cluster.roles'](grains['id']) %}
-{%- set network = pillar['cluster']['network'] %}
-{%- set servers = [] %}
-{%- for name in lanservices if name != grains['id'] %}
-{%-   do servers.append(salt['cluster.node'](name).ip) %}
-{%- endfor %}
+{%- set is_server = chrony.node.server %}
 {%- set nspawn = grains.get('virtual') == 'systemd-nspawn' %}
 {%- set root = chrony.root %}
 {%- set dropin_state = 'chrony-nspawn-dropin-file-' ~ ('managed' if nspawn else 'absent') %}
-{%- set vip = network.vip if (chrony.vip_vote and not is_server) else '' %}
 {%- if chrony.pkgs %}
 
 chrony-pkg-installed:
@@ -35,12 +27,12 @@ chrony-config-file-managed:
     - mode: '0644'
     - context:
         chrony: {{ chrony | json }}
-        node: {{ grains['id'] | json }}
+        node: {{ chrony.node.name | json }}
         server: {{ is_server | json }}
-        upstream: {{ (network.ntp_upstream if is_server else []) | json }}
-        servers: {{ servers | json }}
-        vip: {{ vip | json }}
-        subnet: {{ network.subnet | json }}
+        upstream: {{ chrony.node.upstream | json }}
+        servers: {{ chrony.node.servers | json }}
+        vip: {{ chrony.node.vip | json }}
+        subnet: {{ chrony.node.subnet | json }}
     # chronyd -p parses the candidate (unknown or malformed directives fail) and exits
     - check_cmd: /usr/sbin/chronyd -p -f
 {%- if chrony.pkgs %}

@@ -1,6 +1,6 @@
 {#- Every node: its name, /etc/hosts from the inventory, and a description of the node. #}
 {%- from 'common/map.jinja' import common with context %}
-{%- set node = salt['cluster.node'](grains['id']) %}
+{%- set node = common.node %}
 {%- set root = common.root %}
 {%- if common.include %}
 include: {{ common.include | json }}
@@ -48,6 +48,6 @@ common-hosts-file-managed:
     - template: jinja
     - context:
         node: {{ node | json }}
-        entries: {{ salt['cluster.hosts_entries']() | json }}
-        vip: {{ salt['cluster.dns_records']() | selectattr('name', 'eq', 'ns') | map(attribute='value') | first | json }}
-        domain: {{ pillar['cluster']['domain'] | json }}
+        entries: {{ common.hosts | json }}
+        vip: {{ common.vip | json }}
+        domain: {{ common.domain | json }}

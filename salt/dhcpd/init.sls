@@ -1,4 +1,4 @@
-{#- ISC DHCP failover pair on the lanservices nodes: primary = cluster.lanservices().primary.
+{#- ISC DHCP failover pair on the lanservices nodes (the primary: the node pillar's pair_role).
     Everything the clients are handed comes from the cluster model (dhcpd_failover.peer_config):
     a fixed address per inventory node by MAC, the pool, the VIP and both servers as DNS, both
     servers as NTP, next-server/filename for network boot (the file salt/tftpd serves).
@@ -6,8 +6,8 @@
 {%- from 'dhcpd/map.jinja' import dhcpd with context %}
 {%- from 'tftpd/map.jinja' import tftpd with context %}
 {#- peer_config fails first on a node that is not one of the lanservices pair #}
-{%- set conf = salt['dhcpd_failover.peer_config'](grains['id'], dhcpd, tftpd.boot_file) %}
-{%- set node = salt['cluster.node'](grains['id']) %}
+{%- set conf = salt['dhcpd_failover.peer_config'](dhcpd, tftpd.boot_file) %}
+{%- set node = dhcpd.node %}
 {%- set secrets = pillar.get('secrets', {}) %}
 {%- if not secrets.get('omapi_key') %}
 {{ raise('pillar secrets:omapi_key is missing for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (the secrets pillar goes to the lanservices nodes only)') }}

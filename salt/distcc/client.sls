@@ -1,6 +1,6 @@
 {#- distcc client: the compiler toolchain and /etc/distcc/hosts, the compute nodes from the
-    inventory (cluster.distcc_hosts): a compute node added to the inventory is in every
-    node's list after the next highstate. Applied on the compute nodes and the deployer. #}
+    inventory (distcc.hosts, from the node pillar): a compute node added to the inventory is in
+    every node's list after the next highstate. Applied on the compute nodes and the deployer. #}
 {%- from 'distcc/map.jinja' import distcc with context %}
 
 distcc-client-pkg-installed:
@@ -17,6 +17,6 @@ distcc-client-hosts-file-managed:
     - source: salt://distcc/files/hosts.jinja
     - template: jinja
     - context:
-        hosts: {{ salt['cluster.distcc_hosts'](jobs=distcc.jobs, options=distcc.compression) | json }}
+        hosts: {{ distcc.hosts | json }}
     - require:
       - pkg: distcc-client-pkg-installed

@@ -2,11 +2,6 @@
     jobs from the cluster's nodes only (never from a DHCP guest of the same subnet: distccd
     runs any compiler command line it is sent); plus the client side (distcc.client). #}
 {%- from 'distcc/map.jinja' import distcc with context %}
-{%- set node = salt['cluster.node'](grains['id']) %}
-{%- set allowed = [] %}
-{%- for name in salt['cluster.nodes']() %}
-{%-   do allowed.append(salt['cluster.node'](name).ip ~ '/32') %}
-{%- endfor %}
 include:
   - distcc.client
 
@@ -20,8 +15,8 @@ distcc-server-defaults-file-managed:
     - template: jinja
     - context:
         distcc: {{ distcc | json }}
-        listener: {{ node.ip | json }}
-        allowed: {{ allowed | json }}
+        listener: {{ distcc.node.ip | json }}
+        allowed: {{ distcc.allowed | json }}
     # the init script sources it: a syntax error never replaces a working file
     - check_cmd: /bin/sh -n
     - require:

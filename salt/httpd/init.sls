@@ -4,18 +4,7 @@
     from salt/statuspage. #}
 {%- from 'httpd/map.jinja' import httpd with context %}
 {%- from 'tftpd/map.jinja' import tftpd with context %}
-{%- set nodes = [] %}
-{%- for name in salt['cluster.nodes']() %}
-{%-   do nodes.append(salt['cluster.node'](name)) %}
-{%- endfor %}
-{%- set page_context = {
-      'cluster': pillar['cluster'],
-      'nodes': nodes,
-      'pair': salt['cluster.lanservices'](),
-      'node': grains['id'],
-      'port': httpd.port,
-      'boot_file': tftpd.boot_file,
-    } %}
+{%- set page_context = dict(httpd.page, port=httpd.port, boot_file=tftpd.boot_file) %}
 {%- set root = httpd.root ~ httpd.chroot %}
 {%- if httpd.pkgs %}
 

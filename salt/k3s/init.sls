@@ -19,9 +19,8 @@ k3s-skipped-test-show-notification:
 {{ raise('k3s: no pillar secrets:k3s_token for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (compute nodes get it by minion ID)') }}
 {%-   endif %}
 {%-   set token = pillar['secrets']['k3s_token'] %}
-{%-   set node = salt['cluster.node'](grains['id']) %}
-{%-   set server = salt['k3s.server'](k3s.server) %}
-{%-   set mode = 'server' if node.name == server else 'agent' %}
+{%-   set node = k3s.node %}
+{%-   set mode = node.mode %}
 {%-   set unit = 'k3s' if mode == 'server' else 'k3s-agent' %}
 {%-   set ifaces = [] %}
 {%-   for ifname, addrs in grains.get('ip4_interfaces', {}) | dictsort %}
@@ -101,7 +100,7 @@ k3s-config-file-managed:
     - show_changes: False
     - contents: {{ ('# managed by Salt (salt/k3s): k3s ' ~ mode ~ ' ' ~ node.name ~ '\n' ~ salt['k3s.join_args'](
           mode, node.name, node.ip, token,
-          server_ip=salt['cluster.node'](server).ip, port=k3s.port,
+          server_ip=node.server.ip, port=k3s.port,
           iface=ifaces[0] if ifaces else None, disable=k3s.disable) | yaml(False)) | json }}
 
 k3s-unit-file-managed:

@@ -4,7 +4,7 @@
     master's grains cache) to the compute nodes; it acts on the server only. #}
 {%- from 'k3s/map.jinja' import k3s with context %}
 {%- set rejoin = pillar.get('k3s_rejoin', {}) %}
-{%- if grains['id'] == salt['k3s.server'](k3s.server) and rejoin %}
+{%- if k3s.node.mode == 'server' and rejoin %}
 {%-   for name, machine_id in rejoin | dictsort %}
 
 k3s-rejoin-{{ name }}-k3s-joined:

@@ -2,7 +2,7 @@
     the master pinned by fingerprint, the node's pre-seeded key (the master already accepted
     it: the minion connects at once, nothing to accept). #}
 {%- from 'minion/map.jinja' import minion with context %}
-{#- read from the pillar, not through the cluster module: under salt-ssh every Jinja call of an
+{#- read from the pillar, not through a module call: under salt-ssh every Jinja call of an
     execution module is a round trip to the node, without the pillar #}
 {%- set me = dict(pillar['cluster']['nodes'][grains['id']], name=grains['id']) %}
 

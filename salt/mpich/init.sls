@@ -7,12 +7,7 @@
 {{ raise('mpich: no pillar secrets:mpi_ssh_key for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (compute nodes get it by minion ID)') }}
 {%- endif %}
 {%- set secrets = pillar['secrets'] %}
-{%- set compute = salt['cluster.nodes']('compute') %}
-{%- set peers = [] %}
-{%- for name in compute %}
-{%-   set peer = salt['cluster.node'](name) %}
-{%-   do peers.extend([peer.name, peer.fqdn, peer.ip]) %}
-{%- endfor %}
+{%- set peers = mpich.peers %}
 {%- set ssh_dir = mpich.home ~ '/.ssh' %}
 {#- the programs built here with mpicc: the sample job, and the MPI_Finalize fix #}
 {%- set builds = {
@@ -123,7 +118,7 @@ mpich-hostfile-file-managed:
     - mode: '0644'
     - contents: |
         # managed by Salt (salt/mpich) from the cluster inventory: the compute nodes, by IP
-        {%- for line in salt['cluster.mpi_hostfile'](slots=mpich.slots) %}
+        {%- for line in mpich.hosts %}
         {{ line }}
         {%- endfor %}
 

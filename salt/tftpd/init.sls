@@ -5,12 +5,8 @@
 {%- if tftpd.boot_file not in tftpd.loader_files %}
 {{ raise('tftpd:boot_file ' ~ tftpd.boot_file ~ ' is not one of tftpd:loader_files (' ~ tftpd.loader_files | join(', ') ~ '): DHCP would hand out a file the tree does not have') }}
 {%- endif %}
-{%- set nodes = [] %}
-{%- for name in salt['cluster.nodes']() %}
-{%-   do nodes.append(salt['cluster.node'](name)) %}
-{%- endfor %}
-{%- set pair = salt['cluster.lanservices']() %}
-{%- set domain = pillar['cluster']['domain'] %}
+{%- set nodes = tftpd.nodes %}
+{%- set domain = tftpd.domain %}
 {%- set root = tftpd.root %}
 {%- set tree = root ~ tftpd.tree %}
 {%- set cfg_dir = tree ~ '/pxelinux.cfg' %}
@@ -56,7 +52,7 @@ tftpd-readme-file-managed:
     - mode: '0644'
     - context:
         domain: {{ domain | json }}
-        servers: {{ [pair.primary, pair.secondary] | json }}
+        servers: {{ tftpd.servers | json }}
         boot_file: {{ tftpd.boot_file | json }}
         nodes: {{ nodes | json }}
     - require:

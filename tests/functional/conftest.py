@@ -8,7 +8,7 @@ import time
 import pytest
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, STATE_TREE, make_secrets, secrets_opts
+from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, make_secrets, secrets_opts
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def minion_opts(salt_factories, node_root, secrets_dir):
         overrides={
             "file_client": "local",
             "file_roots": {"base": [str(STATE_TREE)]},
-            "cluster_inventory": str(INVENTORY),
+            **cluster_pillar_opts(INVENTORY),
             **secrets_opts(secrets_dir),
             "grains": {"roles": ["lanservices"]},
             "common": {"lookup": {"root": str(node_root), "set_running_hostname": False, "include": []}},

@@ -20,7 +20,7 @@ import time
 
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
+from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
 
 HAVE_NETNS = os.geteuid() == 0 and shutil.which("ip") is not None
 CLONE_NEWNET = 0x40000000
@@ -41,7 +41,7 @@ def node_loaders(salt_factories, name, root, secrets_dir, grains=None, inventory
     overrides = {
         "file_client": "local",
         "file_roots": {"base": [str(STATE_TREE)]},
-        "cluster_inventory": str(inventory or INVENTORY),
+        **cluster_pillar_opts(inventory or INVENTORY),
         **secrets_opts(secrets_dir),
         "grains": {**(grains or {})},
         "common": {"lookup": {"root": root, "set_running_hostname": False, "include": []}},

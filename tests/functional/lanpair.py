@@ -19,7 +19,7 @@ import time
 
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
+from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
 from tests.functional.lannet import Daemon, _ip  # one netns daemon helper for every LAN test
 
 HAVE_NETNS = os.geteuid() == 0 and shutil.which("ip") is not None
@@ -45,7 +45,7 @@ def node_loaders(salt_factories, name, root, secrets_dir, bind=None, keepalived=
     overrides = {
         "file_client": "local",
         "file_roots": {"base": [str(STATE_TREE)]},
-        "cluster_inventory": str(INVENTORY),
+        **cluster_pillar_opts(INVENTORY),
         **secrets_opts(secrets_dir),
         "grains": {"roles": ["lanservices"], **(grains or {})},
         "common": {"lookup": {"root": root, "set_running_hostname": False, "include": []}},

@@ -11,6 +11,7 @@ import time
 import pytest
 import yaml
 
+from rpicluster import model, views
 from tests.conftest import INVENTORY, REPO, load_by_path
 from tests.functional.lanpair import (
     HAVE_NETNS,
@@ -391,8 +392,7 @@ def test_recursion_only_for_the_cluster_subnet(pair):
 
 def test_notify_propagates_a_change_within_a_second(pair, alpha, beta):
     loaders, root = alpha
-    model = load_by_path("cluster_model_bind_test", REPO / "_modules" / "cluster.py")
-    records = [*model.dns_records(model.load_inventory(INVENTORY)), {"name": "fresh", "type": "A", "value": "192.168.10.77"}]
+    records = [*views.dns_records(model.load_inventory(INVENTORY)), {"name": "fresh", "type": "A", "value": "192.168.10.77"}]
     path = root / "etc" / "bind" / "zones" / f"db.{DOMAIN}"
     before = _serial(pair, "beta", BETA)
     res = loaders.modules.dnszone.manage(

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
+from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
 
 K3S = yaml.safe_load((STATE_TREE / "k3s" / "defaults.yaml").read_text())["k3s"]
 SKIP_LINE = "k3s skipped: no artifact at salt://k3s/files/artifacts/k3s with sha256 in pillar k3s:lookup:sha256"
@@ -81,7 +81,7 @@ def make_loaders(salt_factories, secrets_dir, node_root, workdir):
             "file_roots": {"base": [str(STATE_TREE), *map(str, extra_roots)]},
             "cachedir": str(cache),
             "fileserver_list_cache_time": 0,
-            "cluster_inventory": str(inventory),
+            **cluster_pillar_opts(inventory),
             **secrets_opts(secrets_dir),
             # a compute minion whose inventory address is on eth0 (the host has no such address)
             "grains": {"roles": ["compute"], "ip4_interfaces": {"lo": ["127.0.0.1"], "eth0": ["192.168.10.21"]}},
@@ -467,8 +467,9 @@ def test_distccd_refuses_clients_that_are_not_cluster_nodes(distccds, client):
 
 
 def test_loopback_inventory_is_valid(loop):
-    assert loop.modules.cluster.nodes("compute") == ["delta", "epsilon", "gamma", "zeta"]
-    assert loop.modules.cluster.node("delta")["ip"] == "127.0.0.21"
+    node = loop.modules.pillar.items(unmask=True)["node"]
+    assert [peer["name"] for peer in node["compute"]] == ["delta", "epsilon", "gamma", "zeta"]
+    assert next(host for host in node["hosts"] if host["name"] == "delta")["ip"] == "127.0.0.21"
 
 
 def test_k3s_rejoin_acts_on_the_server_only(delta, epsilon):

@@ -27,6 +27,7 @@ from tests.conftest import (
     GENERATE_SECRETS,
     INVENTORY,
     STATE_TREE,
+    cluster_pillar_opts,
     make_secrets,
     secrets_layout,
     secrets_opts,
@@ -76,7 +77,7 @@ def master_opts(salt_factories, made):
         "secrets-master",
         overrides={
             "file_roots": {"base": [str(STATE_TREE)]},
-            "cluster_inventory": str(INVENTORY),
+            **cluster_pillar_opts(INVENTORY),
             "pillar_safe_render_error": True,
             **secrets_opts(made.secrets),
         },

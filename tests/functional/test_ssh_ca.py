@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
+from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
 from tests.functional.salt_bus import as_ca_minion, fake_publish_module, minion_loaders
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -57,7 +57,7 @@ def make_loaders(salt_factories, secrets_dir, workdir):
             "file_client": "local",
             "file_roots": {"base": [str(STATE_TREE)]},
             "cachedir": str(cache),
-            "cluster_inventory": str(INVENTORY),
+            **cluster_pillar_opts(INVENTORY),
             **secrets_opts(secrets_dir),
             "grains": {"roles": roles},
             "common": {"lookup": {"root": str(workdir / minion_id / "root"), "include": [],

@@ -1,6 +1,12 @@
 """The real state tree applied through the loaders: common, role SLS, test mode, idempotency."""
 
+import copy
+
 import yaml
+from saltfactories.utils.functional import Loaders
+
+import salt.pillar
+from rpicluster import model
 
 
 def _changed(ret):
@@ -14,9 +20,38 @@ def test_pillar_holds_the_validated_inventory_and_role_secrets(modules):
     assert len(pillar["secrets"]["vrrp_password"]) == 8
 
 
-def test_model_module_through_the_loader(modules):
-    assert modules.cluster.lanservices() == {"primary": "alpha", "secondary": "beta"}
-    assert modules.cluster.nodes("compute") == ["delta", "epsilon", "gamma", "zeta"]
+def test_the_node_pillar_is_the_model_s_view_of_this_minion(modules):
+    node = modules.pillar.items(unmask=True)["node"]
+    assert (node["name"], node["pair_role"], node["peer"]["name"]) == ("alpha", "primary", "beta")
+    assert [peer["name"] for peer in node["compute"]] == ["delta", "epsilon", "gamma", "zeta"]
+    assert [zone["name"] for zone in node["dns"]["zones"]] == ["dc1.b3rry.clust0r", "10.168.192.in-addr.arpa"]
+    # the model is the master's: no minion module of it
+    assert "cluster.nodes" not in modules
+
+
+def test_one_pillar_render_validates_the_inventory_once(minion_opts, monkeypatch):
+    # pillar top, cluster pillar and ext_pillar all read the inventory: one parse and validation
+    checked, check = [], model.check
+    monkeypatch.setattr(model, "check", lambda data: checked.append(1) or check(data))
+    monkeypatch.setattr(model, "_VALID", {})
+    pillar = salt.pillar.get_pillar(minion_opts, {"id": "alpha"}, "alpha", saltenv="base").compile_pillar()
+    assert "_errors" not in pillar, pillar["_errors"]
+    assert pillar["node"]["name"] == "alpha" and pillar["cluster"]["domain"] == "dc1.b3rry.clust0r"
+    assert "deploy" in pillar and "secrets" in pillar
+    assert len(checked) == 1
+
+
+def test_a_minion_outside_the_inventory_gets_no_node_and_the_states_say_why(minion_opts, tmp_path):
+    opts = copy.deepcopy(minion_opts)
+    opts.update(id="rogue", cachedir=str(tmp_path / "cache"))
+    rogue = Loaders(opts, loaded_base_name=f"{__name__}.rogue")
+    try:
+        pillar = rogue.modules.pillar.items(unmask=True)
+        assert "node" not in pillar and "cluster" not in pillar and "_errors" not in pillar
+        errors = rogue.modules.state.show_sls("common")
+        assert "no node pillar for rogue: is it a node of pillar/cluster/inventory.yaml" in str(errors)
+    finally:
+        rogue.reset_state()
 
 
 def test_common_in_test_mode_changes_nothing(modules, node_root):

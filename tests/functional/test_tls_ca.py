@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from tests.conftest import INVENTORY, STATE_TREE, secrets_opts
+from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
 from tests.functional.salt_bus import as_ca_minion, fake_publish_module, minion_loaders
 
 DOMAIN = "dc1.b3rry.clust0r"
@@ -59,7 +59,7 @@ def make_loaders(salt_factories, secrets_dir, workdir):
             "file_client": "local",
             "file_roots": {"base": [str(STATE_TREE)]},
             "cachedir": str(node / "cache"),
-            "cluster_inventory": str(INVENTORY),
+            **cluster_pillar_opts(INVENTORY),
             **secrets_opts(secrets_dir),
             "grains": {"roles": roles},
             "common": {"lookup": {"root": str(node / "root"), "include": [], "set_running_hostname": False}},

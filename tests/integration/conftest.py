@@ -10,7 +10,15 @@ import shutil
 import pytest
 import yaml
 
-from tests.conftest import INVENTORY, REPO, STATE_TREE, make_secrets, secrets_opts
+from tests.conftest import (
+    INVENTORY,
+    REPO,
+    STATE_TREE,
+    cluster_pillar_opts,
+    make_secrets,
+    model_environ,
+    secrets_opts,
+)
 
 # the integration cluster: the project inventory minus three compute nodes (every node of
 # the inventory has a running minion, or the orchestration would rightly report it missing)
@@ -65,13 +73,19 @@ def secrets_dir(integration_dir):
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, inventory_file, secrets_dir):
+def master_environ(integration_dir):
+    """salt-master, salt-run and salt-ssh import rpicluster (ext_pillar, pillar top, runner)."""
+    return model_environ(integration_dir / "model-path")
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, inventory_file, secrets_dir, master_environ):
     factory = salt_factories.salt_master_daemon(
         "rpic-master",
         overrides={
             "file_roots": {"base": [str(STATE_TREE)]},
             "runner_dirs": [str(REPO / "_runners")],
-            "cluster_inventory": str(inventory_file),
+            **cluster_pillar_opts(inventory_file),
             **secrets_opts(secrets_dir),
             "auto_accept": False,
             "open_mode": False,
@@ -80,6 +94,8 @@ def salt_master(salt_factories, inventory_file, secrets_dir):
             "reactor": [{"salt/minion/*/start": [str(STATE_TREE / "reactor" / "minion-start.sls")]}],
         },
     )
+    # its own environment (the manager's goes to the minions too, which must not need the model)
+    factory.environ = master_environ
     with factory.started(start_timeout=120):
         yield factory
 
@@ -141,5 +157,5 @@ def salt_cli(salt_master):
 
 
 @pytest.fixture(scope="session")
-def salt_run_cli(salt_master):
-    return salt_master.salt_run_cli(timeout=300)
+def salt_run_cli(salt_master, master_environ):
+    return salt_master.salt_run_cli(timeout=300, environ=master_environ)

@@ -32,7 +32,14 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import INVENTORY, STATE_TREE, make_secrets, secrets_opts
+from tests.conftest import (
+    INVENTORY,
+    STATE_TREE,
+    cluster_pillar_opts,
+    make_secrets,
+    model_environ,
+    secrets_opts,
+)
 from tests.integration.sandbox import MOCK_INIT_REMOVE, MOCK_INIT_SEEDS, NodeSandbox
 
 pytestmark = [
@@ -164,7 +171,7 @@ def ssh_master(salt_factories, work, loopback_inventory, cluster_secrets, master
         "bootstrap-ssh-master",
         overrides={
             "file_roots": {"base": [str(STATE_TREE)]},
-            "cluster_inventory": str(loopback_inventory),
+            **cluster_pillar_opts(loopback_inventory),
             **secrets_opts(cluster_secrets),
             "cluster_master_pub": str(master_pub),
             # the venv's Salt: the pip step's `unless` holds (see the node fixture)
@@ -192,7 +199,8 @@ def _salt_ssh(ssh_master, work, roster, *args, timeout=240):
         yaml.safe_dump({"salt-ssh": {"ssh_wipe": True, "ssh_log_file": str(work / "salt-ssh.log")}}),
         encoding="utf-8",
     )
-    cli = ssh_master.salt_ssh_cli(roster_file=str(roster), timeout=timeout)
+    # the pillar (ext_pillar, top) imports rpicluster in salt-ssh's own process
+    cli = ssh_master.salt_ssh_cli(roster_file=str(roster), timeout=timeout, environ=model_environ(work / "model-path"))
     started = time.monotonic()
     ret = cli.run(f"--saltfile={saltfile}", "-w", "-i", *args, minion_tgt=NODE)
     elapsed = time.monotonic() - started

@@ -8,9 +8,9 @@ import jinja2
 import pytest
 import yaml
 
+from rpicluster import model, views
 from tests.conftest import INVENTORY, REPO, load_by_path
 
-model = load_by_path("cluster_model_dhcpd", REPO / "_modules" / "cluster.py")
 dhcpd = load_by_path("dhcpd_failover_under_test", REPO / "_modules" / "dhcpd_failover.py")
 dhcpd_state = load_by_path("dhcpd_failover_state_under_test", REPO / "_states" / "dhcpd_failover.py")
 INV = model.load_inventory(INVENTORY)
@@ -20,24 +20,27 @@ FIXTURES = REPO / "tests" / "unit" / "fixtures" / "dhcpd_failover"
 SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="
 
 
-def cluster_salt():
-    return {
-        "cluster.lanservices": model.lanservices,
-        "cluster.node": model.node,
-        "cluster.dhcp_reservations": model.dhcp_reservations,
-    }
+def pillar(name, inventory=INV):
+    """The cluster pillar of minion ``name``: what the ext_pillar (_pillar/cluster.py) gives it."""
+    return {"cluster": inventory["cluster"], "node": views.node_view(inventory, name)}
 
 
 @pytest.fixture
 def configure_loader_modules():
     return {
-        dhcpd: {"__salt__": cluster_salt(), "__grains__": {"id": "alpha"}, "__pillar__": dict(INV)},
+        dhcpd: {"__salt__": {}, "__grains__": {"id": "alpha"}, "__pillar__": pillar("alpha")},
         dhcpd_state: {"__salt__": {}, "__opts__": {"test": False}},
     }
 
 
-def render(name, params=PARAMS, inventory=None):
-    conf = dhcpd.peer_config(name, params, "pxelinux.0", inventory=inventory)
+def peer_config(name, params=PARAMS, inventory=INV):
+    """dhcpd_failover.peer_config with minion ``name``'s cluster pillar."""
+    given = pillar(name, inventory)
+    return dhcpd.peer_config(params, "pxelinux.0", node=given["node"], inventory=given["cluster"])
+
+
+def render(name, params=PARAMS, inventory=INV):
+    conf = peer_config(name, params, inventory)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(dhcpd=params, conf=conf)
 
@@ -133,7 +136,7 @@ def test_omapi_enabled_with_the_key_file():
 
 def test_only_lanservices_nodes_are_peers():
     with pytest.raises(dhcpd.CommandExecutionError, match="'delta' is not a lanservices node"):
-        dhcpd.peer_config("delta", PARAMS, "pxelinux.0")
+        peer_config("delta")
 
 
 @pytest.mark.parametrize("key,value,match", [("split", 300, "split 300"), ("mclt", 0, "mclt")])
@@ -141,11 +144,17 @@ def test_bad_tunables_are_refused(key, value, match):
     params = copy.deepcopy(PARAMS)
     params["failover"][key] = value
     with pytest.raises(dhcpd.CommandExecutionError, match=match):
-        dhcpd.peer_config("alpha", params, "pxelinux.0")
+        peer_config("alpha", params)
 
 
-def test_peer_config_defaults_to_this_minion():
+def test_peer_config_defaults_to_this_minion_s_pillar():
     assert dhcpd.peer_config(params=PARAMS, boot_file="x")["node"] == "alpha"
+
+
+def test_peer_config_without_the_cluster_pillar_says_why(monkeypatch):
+    monkeypatch.setattr(dhcpd, "__pillar__", {}, raising=False)
+    with pytest.raises(dhcpd.CommandExecutionError, match="no 'node' pillar: is this minion in pillar/cluster/inventory.yaml"):
+        dhcpd.peer_config(params=PARAMS, boot_file="x")
 
 
 # ------------------------------------------------------------------------------------------

@@ -2,15 +2,15 @@
 
 import pytest
 
+from rpicluster import model, views
 from tests.conftest import INVENTORY, REPO, load_by_path
 
 dnszone = load_by_path("dnszone_unit", REPO / "_modules" / "dnszone.py")
 dnszone_state = load_by_path("dnszone_state_unit", REPO / "_states" / "dnszone.py")
-model = load_by_path("cluster_model_dnszone", REPO / "_modules" / "cluster.py")
 INV = model.load_inventory(INVENTORY)
 DOMAIN = INV["cluster"]["domain"]
 NS = [f"alpha.{DOMAIN}.", f"beta.{DOMAIN}."]
-RECORDS = model.dns_records(INV)
+RECORDS = views.dns_records(INV)
 
 
 class FakeCommands:
@@ -46,7 +46,8 @@ def fake():
 def configure_loader_modules(fake):
     return {
         dnszone: {"__salt__": {"cmd.run_all": fake.run_all, "cmd.which": lambda _: "/usr/bin/x"},
-                  "__pillar__": dict(INV)},
+                  # a lanservices node's cluster pillar (what the ext_pillar gives beta)
+                  "__pillar__": {"cluster": INV["cluster"], "node": views.node_view(INV, "beta")}},
     }
 
 
@@ -79,8 +80,8 @@ def test_forward_zone_from_the_model():
 
 
 def test_reverse_zone_from_the_model():
-    zone = model.reverse_zone(INV)
-    text = dnszone.render(zone, model.reverse_records(INV), 7, NS, mname=NS[0], contact=f"hostmaster.{DOMAIN}.")
+    zone = views.reverse_zone(INV)
+    text = dnszone.render(zone, views.reverse_records(INV), 7, NS, mname=NS[0], contact=f"hostmaster.{DOMAIN}.")
     assert f"$ORIGIN {zone}." in text
     assert f"IN SOA   alpha.{DOMAIN}. hostmaster.{DOMAIN}. (" in text  # contact not under the reverse zone
     assert f"111                     IN PTR   ns.{DOMAIN}." in text
@@ -311,7 +312,6 @@ def test_parse_zonestatus():
 def test_status_defaults_to_the_cluster_zones(fake, monkeypatch):
     answers = {DOMAIN: {"retcode": 0, "stdout": SECONDARY_STATUS, "stderr": ""},
                "10.168.192.in-addr.arpa": {"retcode": 1, "stdout": "", "stderr": "rndc: 'zonestatus' failed: zone not loaded"}}
-    monkeypatch.setitem(dnszone.__salt__, "cluster.reverse_zone", lambda: model.reverse_zone(INV))
     monkeypatch.setitem(dnszone.__salt__, "cmd.run_all", lambda cmd, **kw: answers[cmd[-1]])
     status = dnszone.status()
     assert status["running"] is True

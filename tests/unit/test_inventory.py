@@ -1,15 +1,15 @@
 """Inventory validation: every rule rejects a broken inventory and names the field."""
 
 import copy
+import re
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from tests.conftest import INVENTORY, REPO, load_by_path
-
-model = load_by_path("cluster_model", REPO / "_modules" / "cluster.py")
+from rpicluster import model
+from tests.conftest import INVENTORY, REPO
 
 
 @pytest.fixture
@@ -158,10 +158,38 @@ def test_macs_are_normalised(inv):
     assert model.check(inv)["nodes"]["alpha"]["mac"] == "b8:27:eb:00:00:06"
 
 
+def test_a_valid_text_is_validated_once_and_every_change_is_seen(inv, tmp_path, monkeypatch):
+    checked, check = [], model.check
+    monkeypatch.setattr(model, "check", lambda data: checked.append(1) or check(data))
+    path = tmp_path / "inv.yaml"
+    path.write_text(yaml.safe_dump(inv), encoding="utf-8")
+    first = model.load_inventory(path)
+    first["cluster"]["nodes"].clear()  # a copy: the next caller gets the inventory whole
+    assert sorted(model.load_inventory(path)["cluster"]["nodes"]) == sorted(inv["cluster"]["nodes"])
+    assert len(checked) == 1
+    inv["cluster"]["nodes"]["beta"]["ip"] = "192.168.10.9"
+    path.write_text(yaml.safe_dump(inv), encoding="utf-8")
+    assert model.load_inventory(path)["cluster"]["nodes"]["beta"]["ip"] == "192.168.10.9"
+    inv["cluster"]["nodes"]["beta"]["ip"] = "192.168.6.10.8"
+    path.write_text(yaml.safe_dump(inv), encoding="utf-8")
+    for _ in range(2):  # an invalid text fails every time, naming the field
+        with pytest.raises(model.InventoryError, match=r"cluster\.nodes\.beta\.ip"):
+            model.load_inventory(path)
+    assert len(checked) == 4
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "inv.yaml"
+    path.write_text("cluster: [1\n", encoding="utf-8")
+    with pytest.raises(model.InventoryError, match=f'(?s)not valid YAML: .*in "{re.escape(str(path))}", line 1'):
+        model.load_inventory(path)
+
+
 def _script(*args):
+    # from another directory: the script finds the model of its own checkout
     return subprocess.run(
         [sys.executable, str(REPO / "bootstrap" / "validate-inventory"), *args],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, cwd="/",
     )
 
 

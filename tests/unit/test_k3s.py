@@ -13,12 +13,12 @@ import os
 import pytest
 import yaml
 
+from rpicluster import model, views
 from tests.conftest import INVENTORY, REPO, load_by_path
 
 FIXTURES = REPO / "tests" / "unit" / "fixtures" / "k3s"
 k3s = load_by_path("k3s_mod_unit", REPO / "_modules" / "k3s.py")
 k3s_state = load_by_path("k3s_state_unit", REPO / "_states" / "k3s.py")
-model = load_by_path("cluster_model_k3s", REPO / "_modules" / "cluster.py")
 INV = model.load_inventory(INVENTORY)
 
 EPSILON_OLD = "8e2d4a6c1f3b5d7e9a0c2e4b6d8f1a3c"  # epsilon's machine-id in the fixtures
@@ -92,8 +92,8 @@ def configure_loader_modules(kubectl, opts):
     mod_funcs = {f"k3s.{n}": getattr(k3s, n) for n in (
         "join_args", "node", "nodes", "stale_reason", "delete_node", "wait_ready", "agent_rejected")}
     return {
-        model: {"__pillar__": dict(INV)},
-        k3s: {"__salt__": {"cmd.run_all": kubectl, "cluster.nodes": model.nodes, "cluster.k3s_server": model.k3s_server}},
+        # a compute node's pillar (the ext_pillar's node view: node:compute, by IP)
+        k3s: {"__salt__": {"cmd.run_all": kubectl}, "__pillar__": {"node": views.node_view(INV, "epsilon")}},
         k3s_state: {"__salt__": mod_funcs, "__opts__": opts},
     }
 
@@ -107,6 +107,10 @@ def test_server_is_the_first_compute_node_by_ip_unless_named():
     assert k3s.server("gamma") == "gamma"
     with pytest.raises(k3s.CommandExecutionError, match="'alpha' .* is not a compute node"):
         k3s.server("alpha")
+    # the compute nodes given (the k3s map passes them from the pillar)
+    assert k3s.server(compute=["zeta", "gamma"]) == "zeta"
+    with pytest.raises(k3s.CommandExecutionError, match="'delta' .* is not a compute node"):
+        k3s.server("delta", compute=["zeta", "gamma"])
 
 
 def test_agent_join_args_use_https_and_the_server_port():

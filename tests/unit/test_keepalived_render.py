@@ -11,9 +11,9 @@ import jinja2
 import pytest
 import yaml
 
+from rpicluster import model, views
 from tests.conftest import INVENTORY, REPO, load_by_path
 
-model = load_by_path("cluster_model_keepalived", REPO / "_modules" / "cluster.py")
 vip = load_by_path("vip_unit", REPO / "_modules" / "vip.py")
 INV = model.load_inventory(INVENTORY)["cluster"]
 DEFAULTS = yaml.safe_load((REPO / "salt" / "keepalived" / "defaults.yaml").read_text())["keepalived"]
@@ -24,7 +24,7 @@ ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "salt")), und
 def _keepalived(name, track=True, **overrides):
     """The dict salt/keepalived/map.jinja hands the templates, for node ``name`` (root ''),
     named's process tracked or not (``process.enabled``: process.track resolved)."""
-    pair = model.lanservices(inventory=INV)
+    pair = views.lanservices(INV)
     role = "primary" if name == pair["primary"] else "secondary"
     peer = pair["secondary"] if role == "primary" else pair["primary"]
     return {

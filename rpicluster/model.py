@@ -1,28 +1,19 @@
 """
-The cluster model: the validated inventory and the views derived from it.
+The cluster model: the inventory, loaded and validated.
 
-The inventory (``pillar/cluster/inventory.yaml``) is the one source of truth. This file
-validates it (the pillar render, ``bootstrap/validate-inventory`` and the lab all call
-:func:`check` / :func:`load_inventory`) and derives every view the states, templates,
-runners and the salt-ssh roster need. Nothing else parses the inventory.
+The inventory (``pillar/cluster/inventory.yaml``) is the one source of truth. This module
+reads and validates it (naming every bad field); :mod:`rpicluster.views` derives what the
+pillar, the runner, the salt-ssh roster, the bootstrap scripts and the lab need from the
+validated inventory. Nothing else parses the inventory.
 
-The module imports without Salt (the pillar ``#!py`` files, the roster, the lab and the
-validation script load it by path); as an execution module its functions read the
-inventory from the ``cluster`` pillar unless one is passed in.
-
-Ordering rule: nodes are ordered by IP address, never by mapping order (which pillar
-serialisation does not promise to keep). The first lanservices node is the primary, the
-first compute node is the k3s server.
-
-CLI Example:
-
-.. code-block:: bash
-
-    salt-call cluster.nodes compute
+Plain Python (PyYAML only, imported when an inventory is read): the master's ext_pillar and
+runner, the pillar top, the roster, the bootstrap scripts and the lab import it normally.
 """
 
+import copy
+import io
 import ipaddress
-import logging
+import os
 import re
 
 try:  # Salt is optional: the lab and the validation script run without it
@@ -31,10 +22,6 @@ except ImportError:  # pragma: no cover - exercised by the lab only
 
     class CommandExecutionError(Exception):
         """Stand-in for Salt's exception when Salt is not installed."""
-
-log = logging.getLogger(__name__)
-
-__virtualname__ = "cluster"
 
 ROLES = ("deployer", "lanservices", "compute")
 
@@ -79,10 +66,6 @@ class InventoryError(CommandExecutionError, ValueError):
         super().__init__("\n".join(self.problems))
 
 
-def __virtual__():
-    return __virtualname__
-
-
 # --------------------------------------------------------------------------------------
 # Loading and validation (pure functions, no Salt needed)
 # --------------------------------------------------------------------------------------
@@ -112,28 +95,61 @@ def _yaml_loader():
     return StrictLoader
 
 
+# path -> (text, normalised inventory) of the last valid read: the pillar top, the cluster
+# pillar and the ext_pillar of one render (and the renders after it) read the same file, and
+# YAML parsing plus validation is most of a render's cost; keyed by the text, never stale
+_VALID = {}
+
+
 def load_inventory(path):
     """
-    Read and validate an inventory file; return ``{"cluster": <normalised inventory>}``.
+    Read and validate an inventory file; return ``{"cluster": <normalised inventory>}`` (a
+    copy: the caller may change it).
 
-    Raises :class:`InventoryError` naming every bad field.
+    Raises :class:`InventoryError` naming every bad field. The file is read on every call;
+    text that was valid before is not parsed and validated again.
 
-    CLI Example:
+    Example:
 
-    .. code-block:: bash
+    .. code-block:: python
 
-        salt-call cluster.load_inventory /srv/cluster/pillar/cluster/inventory.yaml
+        from rpicluster import model
+        inventory = model.load_inventory("pillar/cluster/inventory.yaml")["cluster"]
     """
     import yaml  # pylint: disable=import-outside-toplevel
 
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=_yaml_loader())  # nosec: SafeLoader subclass
+            text = handle.read()
     except OSError as exc:
         raise InventoryError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    except yaml.YAMLError as exc:
-        raise InventoryError([f"{path}: not valid YAML: {exc}"]) from exc
-    return {"cluster": check(data)}
+    known = _VALID.get(path)
+    if known is None or known[0] != text:
+        stream = io.StringIO(text)
+        stream.name = path  # YAML's error marks name the file, as when it reads the file itself
+        try:
+            data = yaml.load(stream, Loader=_yaml_loader())  # nosec: SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise InventoryError([f"{path}: not valid YAML: {exc}"]) from exc
+        known = _VALID[path] = (text, check(data))
+    return {"cluster": copy.deepcopy(known[1])}
+
+
+def inventory_path(opts):
+    """
+    The inventory a master (or masterless minion) with config ``opts`` reads:
+    ``cluster_inventory`` (bootstrap/deployer writes it), else ``cluster/inventory.yaml`` of
+    the first ``pillar_roots:base`` directory that has one.
+    """
+    if opts.get("cluster_inventory"):
+        return opts["cluster_inventory"]
+    roots = opts.get("pillar_roots", {}).get("base", [])
+    for root in roots:
+        path = os.path.join(root, "cluster", "inventory.yaml")
+        if os.path.isfile(path):
+            return path
+    raise InventoryError([f"no inventory: set cluster_inventory in the master config, or put "
+                          f"cluster/inventory.yaml in a pillar root (pillar_roots:base: {roots})"])
 
 
 def check(data):
@@ -142,12 +158,6 @@ def check(data):
     document holding it) and return it normalised: defaults filled in, MACs lower case.
 
     Raises :class:`InventoryError` listing every problem.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.check "$(cat inventory.json)"
     """
     if isinstance(data, dict) and set(data) == {"cluster"}:
         data = data["cluster"]
@@ -161,12 +171,6 @@ def check(data):
 def validate(data):
     """
     Return the list of problems of an inventory (empty when it is valid).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.validate "$(cat inventory.json)"
     """
     try:
         check(data)
@@ -400,267 +404,3 @@ def _is_ip(value):
         return True
     except ValueError:
         return False
-
-
-# --------------------------------------------------------------------------------------
-# Derived views (execution functions). ``inventory`` defaults to the ``cluster`` pillar.
-# --------------------------------------------------------------------------------------
-
-
-def _inv(inventory=None):
-    if inventory is None:
-        try:
-            inventory = __pillar__["cluster"]  # pylint: disable=undefined-variable
-        except (NameError, KeyError) as exc:
-            raise CommandExecutionError(
-                "no 'cluster' pillar: is this minion in pillar/cluster/inventory.yaml, "
-                "and does the pillar render (salt-call pillar.items)?"
-            ) from exc
-    if isinstance(inventory, dict) and set(inventory) == {"cluster"}:
-        inventory = inventory["cluster"]
-    return inventory
-
-
-def _by_ip(nodes):
-    return sorted(nodes, key=lambda n: ipaddress.IPv4Address(nodes[n]["ip"]))
-
-
-def nodes(role=None, inventory=None):
-    """
-    Names of the nodes (optionally only those with ``role``), ordered by IP address.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.nodes
-        salt-call cluster.nodes compute
-    """
-    inv = _inv(inventory)
-    if role is not None and role not in ROLES:
-        raise CommandExecutionError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
-    return [n for n in _by_ip(inv["nodes"]) if role is None or role in inv["nodes"][n]["roles"]]
-
-
-def node(name, inventory=None):
-    """
-    One node: ``name``, ``fqdn``, ``ip``, ``mac``, ``roles``, ``model``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.node alpha
-    """
-    inv = _inv(inventory)
-    if name not in inv["nodes"]:
-        raise CommandExecutionError(f"{name!r} is not a node of the inventory")
-    return {"name": name, "fqdn": f"{name}.{inv['domain']}", **inv["nodes"][name]}
-
-
-def roles(name, inventory=None):
-    """
-    The roles of node ``name`` (empty when it is not in the inventory).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.roles alpha
-    """
-    inv = _inv(inventory)
-    return list(inv["nodes"].get(name, {}).get("roles", []))
-
-
-def lanservices(inventory=None):
-    """
-    The lanservices pair: ``{"primary": name, "secondary": name}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.lanservices
-    """
-    primary, secondary = nodes("lanservices", inventory)
-    return {"primary": primary, "secondary": secondary}
-
-
-def deployer(inventory=None):
-    """
-    The name of the deployer node (the salt-master).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.deployer
-    """
-    return nodes("deployer", inventory)[0]
-
-
-def k3s_server(inventory=None):
-    """
-    The compute node that runs the k3s server (the first compute node by IP).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.k3s_server
-    """
-    return nodes("compute", inventory)[0]
-
-
-def hosts_entries(inventory=None):
-    """
-    ``/etc/hosts`` lines for every node: ``[{"ip", "names": [fqdn, short]}]``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.hosts_entries
-    """
-    inv = _inv(inventory)
-    return [
-        {"ip": inv["nodes"][n]["ip"], "names": [f"{n}.{inv['domain']}", n]} for n in nodes(None, inv)
-    ]
-
-
-def dns_records(inventory=None):
-    """
-    Forward zone records relative to the cluster domain: an A record per node, the VIP
-    as ``ns``, and CNAMEs for the deployer's services. Ordered, so the zone is stable.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.dns_records
-    """
-    inv = _inv(inventory)
-    records = [{"name": n, "type": "A", "value": inv["nodes"][n]["ip"]} for n in nodes(None, inv)]
-    records.append({"name": VIP_NAME, "type": "A", "value": inv["network"]["vip"]})
-    dep = deployer(inv)
-    records += [{"name": alias, "type": "CNAME", "value": dep} for alias in DEPLOYER_SERVICE_NAMES]
-    return records
-
-
-def reverse_zone(inventory=None):
-    """
-    The name of the reverse zone covering the subnet (octet-aligned, e.g.
-    ``10.168.192.in-addr.arpa`` for a /24).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.reverse_zone
-    """
-    subnet = ipaddress.IPv4Network(_inv(inventory)["network"]["subnet"])
-    octets = max(1, subnet.prefixlen // 8)
-    parts = str(subnet.network_address).split(".")[:octets]
-    return ".".join(reversed(parts)) + ".in-addr.arpa"
-
-
-def reverse_records(inventory=None):
-    """
-    PTR records of the reverse zone: owner names relative to :func:`reverse_zone`,
-    values fully qualified (nodes and the VIP).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.reverse_records
-    """
-    inv = _inv(inventory)
-    octets = max(1, ipaddress.IPv4Network(inv["network"]["subnet"]).prefixlen // 8)
-    pairs = [(inv["nodes"][n]["ip"], f"{n}.{inv['domain']}.") for n in nodes(None, inv)]
-    pairs.append((inv["network"]["vip"], f"{VIP_NAME}.{inv['domain']}."))
-    out = []
-    for ip, fqdn in sorted(pairs, key=lambda p: ipaddress.IPv4Address(p[0])):
-        host = ".".join(reversed(ip.split(".")[octets:]))
-        out.append({"name": host, "type": "PTR", "value": fqdn})
-    return out
-
-
-def dhcp_reservations(inventory=None):
-    """
-    A fixed address per node, by MAC: ``[{"name", "mac", "ip"}]`` ordered by IP.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.dhcp_reservations
-    """
-    inv = _inv(inventory)
-    return [
-        {"name": n, "mac": inv["nodes"][n]["mac"], "ip": inv["nodes"][n]["ip"]}
-        for n in nodes(None, inv)
-    ]
-
-
-def roster(inventory=None, **entry):
-    """
-    salt-ssh roster entries for every node: ``{name: {"host": ip, **entry}}``.
-    ``entry`` holds the connection options shared by all nodes (user, priv, sudo, ...).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.roster user=piclust sudo=True
-    """
-    inv = _inv(inventory)
-    entry = {k: v for k, v in entry.items() if not k.startswith("__")}
-    return {n: {"host": inv["nodes"][n]["ip"], **entry} for n in nodes(None, inv)}
-
-
-def distcc_hosts(jobs=None, options="lzo", inventory=None):
-    """
-    distcc host specifications of the compute nodes, ordered by IP: ``IP[/JOBS][,OPTIONS]``
-    (the lines of ``/etc/distcc/hosts``). ``jobs`` caps the jobs sent to one host at a time,
-    ``options`` are distcc's per-host options (``lzo``: compress; empty: none).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.distcc_hosts jobs=4
-    """
-    inv = _inv(inventory)
-    suffix = ""
-    if jobs not in (None, ""):
-        if isinstance(jobs, bool) or not str(jobs).isdigit() or int(jobs) < 1:
-            raise CommandExecutionError(f"distcc jobs must be a positive integer, got {jobs!r}")
-        suffix += f"/{int(jobs)}"
-    if options:
-        if not re.fullmatch(r"[a-z]+(,[a-z]+)*", str(options)):
-            raise CommandExecutionError(f"distcc host options must look like 'lzo' or 'cpp,lzo', got {options!r}")
-        suffix += f",{options}"
-    return [inv["nodes"][n]["ip"] + suffix for n in nodes("compute", inv)]
-
-
-def mpi_hostfile(slots=None, inventory=None):
-    """
-    The lines of the MPICH (Hydra) host file: one compute node name per line, ordered by IP,
-    as ``name:slots`` when ``slots`` is given. With one slot per host (no ``slots``),
-    ``mpiexec -f FILE -n N`` places rank i on node i mod len(nodes).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call cluster.mpi_hostfile
-        salt-call cluster.mpi_hostfile slots=4
-    """
-    inv = _inv(inventory)
-    suffix = ""
-    if slots not in (None, ""):
-        if isinstance(slots, bool) or not str(slots).isdigit() or int(slots) < 1:
-            raise CommandExecutionError(f"MPI slots per host must be a positive integer, got {slots!r}")
-        suffix = f":{int(slots)}"
-    return [n + suffix for n in nodes("compute", inv)]
