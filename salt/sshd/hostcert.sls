@@ -8,13 +8,13 @@
     certificate once less than host_cert_renew remains. #}
 {%- from 'sshd/map.jinja' import sshd with context %}
 {%- if not sshd.ca_pub %}
-{{ raise('sshd.hostcert: no pillar deploy:ssh_ca_pub for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (it makes ssh/ca_ed25519)') }}
+{{ raise('sshd.hostcert: no pillar deploy:ssh_ca_pub for ' ~ sshd.node ~ ': run bootstrap/generate-secrets on the deployer (it makes ssh/ca_ed25519)') }}
 {%- endif %}
 {%- if not sshd.principals %}
-{{ raise('sshd.hostcert: ' ~ grains['id'] ~ ' is not in the cluster inventory: no principals to certify') }}
+{{ raise('sshd.hostcert: ' ~ sshd.node ~ ' is not in the cluster inventory: no principals to certify') }}
 {%- endif %}
 {%- if sshd.is_ca and not sshd.ca_key %}
-{{ raise('sshd.hostcert: ' ~ grains['id'] ~ ' is the deployer but its pillar has no deploy:ssh_ca:key (the CA key ssh/ca_ed25519 in the secrets directory)') }}
+{{ raise('sshd.hostcert: ' ~ sshd.node ~ ' is the deployer but its pillar has no deploy:ssh_ca:key (the CA key ssh/ca_ed25519 in the secrets directory)') }}
 {%- endif %}
 {%- set cert_state = 'sshd-host-certificate-ssh-pki-certificate-managed' %}
 include:
@@ -42,8 +42,17 @@ sshd-host-key-cmd-run:
     - ttl: {{ sshd.host_cert_ttl }}
 {%- else %}
     - ca_server: {{ sshd.ca_server }}
-    - signing_policy: host_{{ grains['id'] }}
+    - signing_policy: host_{{ sshd.node }}
     - retry: {{ sshd.ca_retry | json }}
+    {#- the CA is asked only when the certificate on disk is not what its policy would give: for
+        this host key, from this CA, for these principals, not due for renewal (_modules/certs.py) #}
+    - unless:
+      - fun: certs.ssh_host_current
+        certificate: {{ sshd.host_cert }}
+        private_key: {{ sshd.host_key }}
+        ca_pub: {{ sshd.ca_pub | json }}
+        principals: {{ sshd.principals | json }}
+        ttl_remaining: {{ sshd.host_cert_renew | json }}
 {%- endif %}
     - require:
       - cmd: sshd-host-key-cmd-run
@@ -52,13 +61,13 @@ sshd-host-key-cmd-run:
 sshd-host-certificate-ca-unreachable-test-fail-without-changes:
   test.fail_without_changes:
     - name: >-
-        sshd.hostcert: no host certificate for {{ grains['id'] }} from the SSH CA
+        sshd.hostcert: no host certificate for {{ sshd.node }} from the SSH CA
         {%- if sshd.is_ca %} key {{ sshd.ca_key }} (this node is the CA: is the key readable by root?)
         {%- else %} minion {{ sshd.ca_server }} after {{ sshd.ca_retry.attempts }} attempts: check that it answers
         (salt {{ sshd.ca_server }} test.ping), that the master allows peer calls to
         ssh_pki.sign_remote_certificate (master.d/peer.conf, then restart salt-master) and that
         {{ sshd.ca_server }}'s pillar has the policy (salt {{ sshd.ca_server }} pillar.get
-        ssh_signing_policies:host_{{ grains['id'] }}); the node keeps its old certificate, if any
+        ssh_signing_policies:host_{{ sshd.node }}); the node keeps its old certificate, if any
         {%- endif %}
     - onfail:
       - ssh_pki: {{ cert_state }}

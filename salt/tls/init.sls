@@ -5,10 +5,10 @@
     deployer is the CA: it signs its own certificate locally under the same policy. #}
 {%- from 'tls/map.jinja' import tls with context %}
 {%- if not tls.in_inventory %}
-{{ raise('tls: ' ~ grains['id'] ~ ' is not in the cluster inventory: no signing policy for it') }}
+{{ raise('tls: ' ~ tls.node ~ ' is not in the cluster inventory: no signing policy for it') }}
 {%- endif %}
 {%- if tls.is_ca and not tls.ca_cert_file %}
-{{ raise('tls: ' ~ grains['id'] ~ ' is the deployer but its pillar has no deploy:tls_ca (pillar/cluster/init.sls)') }}
+{{ raise('tls: ' ~ tls.node ~ ' is the deployer but its pillar has no deploy:tls_ca (pillar/cluster/init.sls)') }}
 {%- endif %}
 {%- set cert_state = 'tls-certificate-x509-certificate-managed' %}
 {%- if tls.is_ca %}
@@ -55,6 +55,16 @@ tls-private-key-x509-private-key-managed:
 {%- if not tls.is_ca %}
     - ca_server: {{ tls.ca_server }}
     - retry: {{ tls.ca_retry | json }}
+    {#- the CA is asked only when the certificate on disk is not what its policy would give: for
+        this key, from this CA, for these names, not due for renewal (_modules/certs.py) #}
+    - unless:
+      - fun: certs.tls_current
+        certificate: {{ tls.cert }}
+        private_key: {{ tls.key }}
+        ca_cert: {{ tls.ca_cert | json }}
+        cn: {{ tls.cn | json }}
+        names: {{ tls.names | json }}
+        days_remaining: {{ tls.days_remaining }}
 {%- endif %}
     - user: root
     - group: root
@@ -69,7 +79,7 @@ tls-private-key-x509-private-key-managed:
 tls-certificate-ca-unreachable-test-fail-without-changes:
   test.fail_without_changes:
     - name: >-
-        tls: no certificate for {{ grains['id'] }} from the TLS CA
+        tls: no certificate for {{ tls.node }} from the TLS CA
         {%- if tls.is_ca %} (this node is the CA: are {{ tls.ca_cert_file }} and its key there, see sls tls_ca?)
         {%- else %} minion {{ tls.ca_server }} after {{ tls.ca_retry.attempts }} attempts: check that it answers
         (salt {{ tls.ca_server }} test.ping), that the master allows peer calls to
@@ -111,6 +121,6 @@ tls-ca-trust-update-cmd-run:
 tls-ca-trust-missing-test-fail-without-changes:
   test.fail_without_changes:
     - name: >-
-        tls: no CA certificate in the pillar of {{ grains['id'] }} (deploy:tls_ca_cert): apply the
+        tls: no CA certificate in the pillar of {{ tls.node }} (deploy:tls_ca_cert): apply the
         highstate of the deployer {{ tls.ca_server }} first (sls tls_ca makes it), then this one
 {%- endif %}
