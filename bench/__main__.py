@@ -11,12 +11,14 @@ import traceback
 
 from lab import STATE
 
-from . import REPO, cluster, lanservices, statuspage
+from . import REPO, cluster, lanservices, scale, statuspage
 from . import __doc__ as bench_doc
 from .common import BenchError, Nodes, Table, lab, log, now, status
 
-PARTS = ("cold", "noop", "sshrerun", "dns", "vip", "rebuild", "zerotouch", "page")
+PARTS = ("scale", "cold", "noop", "sshrerun", "dns", "vip", "rebuild", "zerotouch", "page")
+LAB_FREE = ("scale",)  # parts that need no lab: they run first, with the lab up or down
 ROWS = {  # the rows a part fills, for a part that does not run
+    "scale": scale.FIGURES,
     "cold": ["cold `make lab` (caches kept)"],
     "noop": ["no-op highstate, all 7 nodes", "no-op highstate, one node (gamma)"],
     "sshrerun": ["salt-ssh rerun, all 7 nodes"],
@@ -39,6 +41,7 @@ def _args(argv):
     parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
                         help=f"run only these parts ({', '.join(PARTS)}); the others are reported as not measured")
     parser.add_argument("--noop-runs", type=int, default=3)
+    parser.add_argument("--scale-runs", type=int, default=3, help="timed runs of the scale part (after a warm-up)")
     parser.add_argument("--dns-cycles", type=int, default=2, help="change + restore cycles (2 samples each)")
     parser.add_argument("--vip-runs", type=int, default=5)
     parser.add_argument("--page-runs", type=int, default=5, help="status page loads in chromium")
@@ -67,12 +70,13 @@ def _git():
 
 def main(argv=None):
     args = _args(argv)
-    if os.geteuid() != 0:
-        print("bench: run as root (the lab needs it): sudo make bench", file=sys.stderr)
-        return 2
     parts = [p for p in PARTS if (args.only is None or p in args.only)]
     if args.no_cold and "cold" in parts:
         parts.remove("cold")
+    lab_parts = [p for p in parts if p not in LAB_FREE]
+    if lab_parts and os.geteuid() != 0:
+        print("bench: run as root (the lab needs it): sudo make bench", file=sys.stderr)
+        return 2
     table, notes = Table(), []
     started_at = datetime.datetime.now(datetime.UTC)
     started = now()
@@ -89,6 +93,7 @@ def main(argv=None):
             table.not_measured(figure, why, by_choice=by_choice)
 
     runners = {
+        "scale": lambda nodes: scale.scale(table, args.scale_runs),
         "noop": lambda nodes: cluster.noop_highstate(nodes, table, args.noop_runs),
         "sshrerun": lambda nodes: cluster.salt_ssh_rerun(nodes, table, args.noop_runs),
         "dns": lambda nodes: lanservices.dns_propagation(nodes, table, args.dns_cycles),
@@ -97,31 +102,38 @@ def main(argv=None):
         "zerotouch": lambda nodes: cluster.zero_touch(nodes, table),
         "page": lambda nodes: statuspage.statuspage(nodes, table, args.page_runs),
     }
+
+    def run(part, nodes):
+        log(f"--- {part}")
+        done.add(part)
+        table.part = part
+        try:
+            runners[part](nodes)
+        except BenchError as exc:
+            skipped(part, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug in one part must not lose the whole table
+            traceback.print_exc()
+            skipped(part, f"bench error: {exc!r}")
+
     why_not = "not run"
     try:
-        if "cold" in parts:
-            done.add("cold")
-            table.part = "cold"
-            if not isinstance(cluster.cold_lab(table), dict):
-                raise BenchError("cold `make lab` failed")
-        st = status()
-        down = [n for n, s in st["nodes"].items() if s["state"] != "running"]
-        if down:
-            raise BenchError(f"nodes not running: {', '.join(down)} (python3 -m lab up; make lab)")
-        nodes = Nodes(st)
         for part in parts:
-            if part == "cold":
-                continue
-            log(f"--- {part}")
-            done.add(part)
-            table.part = part
-            try:
-                runners[part](nodes)
-            except BenchError as exc:
-                skipped(part, str(exc))
-            except Exception as exc:  # noqa: BLE001 - a bug in one part must not lose the whole table
-                traceback.print_exc()
-                skipped(part, f"bench error: {exc!r}")
+            if part in LAB_FREE:
+                run(part, None)
+        if lab_parts:
+            if "cold" in lab_parts:
+                done.add("cold")
+                table.part = "cold"
+                if not isinstance(cluster.cold_lab(table), dict):
+                    raise BenchError("cold `make lab` failed")
+            st = status()
+            down = [n for n, s in st["nodes"].items() if s["state"] != "running"]
+            if down:
+                raise BenchError(f"nodes not running: {', '.join(down)} (python3 -m lab up; make lab)")
+            nodes = Nodes(st)
+            for part in lab_parts:
+                if part != "cold":
+                    run(part, nodes)
     except BenchError as exc:
         notes.append(f"stopped: {exc}")
         log(f"stopped: {exc}")
@@ -135,7 +147,8 @@ def main(argv=None):
         why_not = f"bench error: {exc!r}"
     finally:
         try:
-            _ensure_running(notes)
+            if lab_parts:  # the lab as the bench found it: every node running
+                _ensure_running(notes)
         except BenchError as exc:
             notes.append(f"could not boot every node again: {exc}")
     for part in PARTS:
@@ -156,7 +169,10 @@ def main(argv=None):
     print(table.render())
     for note in notes:
         print(f"note: {note}")
-    path = _write_json(args.json, {"meta": meta, "rows": table.rows})
+    try:
+        path = _write_json(args.json, {"meta": meta, "rows": table.rows})
+    except OSError as exc:  # e.g. the lab-free parts, not as root: the lab's directory is root's
+        path = f"not written ({exc}; --json FILE)"
     print(f"table as JSON: {path}")
     failed = [r["figure"] for r in table.rows if not r["measured"] and not r["data"].get("by_choice")]
     if failed:
