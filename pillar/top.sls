@@ -21,11 +21,12 @@ def run():
     def ids(role=None):
         return ",".join(views.nodes(inventory, role))
 
-    top = {ids(): [{"match": "list"}, "cluster"]}
+    # Each node's own Salt key: secrets/minion_key.sls holds the key of the minion the pillar is
+    # rendered for (opts['id']) and no other, so one list target serves every node. (A target per
+    # node made Salt match them all, one by one, in every pillar render: most of its time at 250 nodes.)
+    top = {ids(): [{"match": "list"}, "cluster", "secrets.minion_key"]}
     for role in model.ROLES:
         # role secrets only once the deployer bootstrap generated them (bootstrap/generate-secrets)
         if os.path.isfile(os.path.join(pillar_root, "secrets", f"{role}.sls")) and os.path.isdir(secrets_dir):
             top[ids(role)] = [{"match": "list"}, f"secrets.{role}"]
-    for name in views.nodes(inventory):  # each node's own Salt key, to that node only
-        top.setdefault(name, []).append("secrets.minion_key")
     return {"base": top}

@@ -56,3 +56,25 @@ def test_the_inventory_is_the_configured_one_else_the_pillar_root_s(monkeypatch,
     monkeypatch.setitem(ext.__opts__, "pillar_roots", {"base": [str(tmp_path / "none")]})
     with pytest.raises(model.InventoryError, match="no inventory: set cluster_inventory"):
         ext.ext_pillar("psi", {})
+
+
+def _pillar_top(opts):
+    """pillar/top.sls's ``run()`` with master config ``opts`` (a #!py file: plain Python)."""
+    source = (PILLAR_TREE / "top.sls").read_text(encoding="utf-8").split("\n", 1)[1]
+    namespace = {"__opts__": opts, "__file__": str(PILLAR_TREE / "top.sls")}
+    exec(compile(source, str(PILLAR_TREE / "top.sls"), "exec"), namespace)  # noqa: S102 - the project's own file
+    return namespace["run"]()["base"]
+
+
+def test_the_pillar_top_has_a_target_per_role_list_never_one_per_node(tmp_path):
+    # Salt matches every target of the top in every pillar render: their number must not grow
+    # with the inventory. Each node's own key comes with the all-nodes list.
+    secrets_dir = tmp_path / "secrets"
+    top = _pillar_top({"cluster_inventory": str(INVENTORY), "cluster_secrets_dir": str(secrets_dir)})
+    every = ",".join(views.nodes(model.load_inventory(INVENTORY)))
+    assert top == {every: [{"match": "list"}, "cluster", "secrets.minion_key"]}
+    secrets_dir.mkdir()
+    top = _pillar_top({"cluster_inventory": str(INVENTORY), "cluster_secrets_dir": str(secrets_dir)})
+    assert len(top) == 1 + 3 and all(target[0] == {"match": "list"} for target in top.values())
+    assert [sls for target in top.values() for sls in target[1:]] == [
+        "cluster", "secrets.minion_key", "secrets.deployer", "secrets.lanservices", "secrets.compute"]
