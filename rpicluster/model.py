@@ -72,10 +72,11 @@ class InventoryError(CommandExecutionError, ValueError):
 
 
 def _yaml_loader():
-    """A SafeLoader that refuses duplicate mapping keys (YAML would keep the last one)."""
+    """A SafeLoader that refuses duplicate mapping keys (YAML would keep the last one); libyaml's
+    parser when PyYAML has it (four times faster: most of a large inventory's validation)."""
     import yaml  # pylint: disable=import-outside-toplevel
 
-    class StrictLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # pylint: disable=too-many-ancestors
         pass
 
     def construct_mapping(loader, node, deep=False):

@@ -144,7 +144,10 @@ def test_all_problems_are_reported_at_once(inv):
     assert len(problems) == 2
 
 
-def test_duplicate_yaml_key_is_rejected(tmp_path):
+@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
+def test_duplicate_yaml_key_is_rejected(tmp_path, monkeypatch, libyaml):
+    if not libyaml:  # a PyYAML built without libyaml: the same check on its own parser
+        monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
     text = INVENTORY.read_text(encoding="utf-8")
     dup = text + "    zeta:    {roles: [compute], ip: 192.168.10.25, mac: \"b8:27:eb:00:00:25\"}\n"
     path = tmp_path / "inv.yaml"
