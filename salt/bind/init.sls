@@ -1,7 +1,7 @@
 {#- BIND on the lanservices pair (primary = first lanservices node by IP, secondary = second).
     Order: keys -> named.conf (named-checkconf) -> zone data (primary, dnszone.managed:
     named-checkzone, then rndc reload <zone>) -> the service, reloaded when its config changes. #}
-{%- from 'bind/map.jinja' import bind with context %}
+{%- from 'bind/map.jinja' import bind, bind_secrets with context %}
 {%- set node = bind.node %}
 {%- set paths = bind.paths %}
 {%- set is_primary = node.role == 'primary' %}
@@ -12,9 +12,9 @@
 bind-not-a-lanservices-node-test-fail-without-changes:
   test.fail_without_changes:
     - name: bind
-    - comment: "{{ grains['id'] }} is not one of the lanservices pair of the inventory: BIND is not configured here"
+    - comment: "{{ node.name }} is not one of the lanservices pair of the inventory: BIND is not configured here"
 
-{%- elif not pillar.get('secrets', {}).get('tsig_key') %}
+{%- elif not bind_secrets.tsig_key %}
 
 bind-tsig-secret-missing-test-fail-without-changes:
   test.fail_without_changes:
@@ -61,6 +61,7 @@ bind-tsig-key-file-managed:
     - template: jinja
     - context:
         bind: {{ bind | json }}
+        secret: {{ bind_secrets.tsig_key | json }}
     - user: root
     - group: {{ bind.group }}
     - mode: '0640'

@@ -6,7 +6,7 @@
     bounded, makes time-sync.target mean "synchronised" (dhcpd and named start after it). #}
 {%- from 'chrony/map.jinja' import chrony with context %}
 {%- set is_server = chrony.node.server %}
-{%- set nspawn = grains.get('virtual') == 'systemd-nspawn' %}
+{%- set nspawn = chrony.nspawn %}
 {%- set root = chrony.root %}
 {%- set dropin_state = 'chrony-nspawn-dropin-file-' ~ ('managed' if nspawn else 'absent') %}
 {%- if chrony.pkgs %}

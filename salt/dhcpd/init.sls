@@ -3,31 +3,21 @@
     a fixed address per inventory node by MAC, the pool, the VIP and both servers as DNS, both
     servers as NTP, next-server/filename for network boot (the file salt/tftpd serves).
     Every file dhcpd reads is checked with `dhcpd -t` before it replaces the live one. #}
-{%- from 'dhcpd/map.jinja' import dhcpd with context %}
-{%- from 'tftpd/map.jinja' import tftpd with context %}
-{#- peer_config fails first on a node that is not one of the lanservices pair #}
-{%- set conf = salt['dhcpd_failover.peer_config'](dhcpd, tftpd.boot_file) %}
+{#- the map fails first on a node that is not one of the lanservices pair (peer_config) #}
+{%- from 'dhcpd/map.jinja' import dhcpd, dhcpd_secrets with context %}
+{%- set conf = dhcpd.peer %}
 {%- set node = dhcpd.node %}
-{%- set secrets = pillar.get('secrets', {}) %}
-{%- if not secrets.get('omapi_key') %}
-{{ raise('pillar secrets:omapi_key is missing for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (the secrets pillar goes to the lanservices nodes only)') }}
+{%- if not dhcpd_secrets.omapi_key %}
+{{ raise('pillar secrets:omapi_key is missing for ' ~ node.name ~ ': run bootstrap/generate-secrets on the deployer (the secrets pillar goes to the lanservices nodes only)') }}
 {%- endif %}
-{%- set found = namespace(iface=dhcpd.interface) %}
-{%- if not found.iface %}
-{%-   for ifname, data in salt['network.interfaces']() | dictsort %}
-{%-     for addr in data.get('inet', []) %}
-{%-       if addr.get('address') == node.ip %}{% set found.iface = ifname %}{% endif %}
-{%-     endfor %}
-{%-   endfor %}
-{%- endif %}
-{%- if not found.iface %}
-{{ raise('no interface of ' ~ grains['id'] ~ ' holds its inventory address ' ~ node.ip ~ ': configure the address, or name the interface in dhcpd:lookup:interface') }}
+{%- if not node.interface %}
+{{ raise('no interface of ' ~ node.name ~ ' holds its inventory address ' ~ node.ip ~ ': configure the address, or name the interface in dhcpd:lookup:interface') }}
 {%- endif %}
 {%- set root = dhcpd.root %}
 {#- no -q: it also silences the errors, which the state's comment should show #}
 {%- set check_cmd = '/usr/sbin/dhcpd -4 -t -cf' %}
 {#- the candidate goes beside the live file: dhcpd's AppArmor profile reads /etc/dhcp only #}
-{%- set check_dir = salt['file.dirname'](root ~ dhcpd.config) %}
+{%- set check_dir = dhcpd.config_dir %}
 {%- set watched = ['dhcpd-omapi-key-file-managed', 'dhcpd-config-file-managed', 'dhcpd-defaults-file-managed',
                    'dhcpd-unit-file-managed'] + (['dhcpd-omapi-guard-file-managed'] if dhcpd.omapi.localhost_only else []) %}
 {%- if dhcpd.pkgs %}
@@ -59,7 +49,7 @@ dhcpd-omapi-key-file-managed:
     - context:
         key_name: {{ dhcpd.omapi.key_name | json }}
         algorithm: {{ dhcpd.omapi.algorithm | json }}
-        secret: {{ secrets.omapi_key | json }}
+        secret: {{ dhcpd_secrets.omapi_key | json }}
     - check_cmd: {{ check_cmd }}
     - tmp_dir: {{ check_dir }}
     - tmp_ext: .conf
@@ -137,7 +127,7 @@ dhcpd-defaults-file-managed:
     - context:
         service: {{ dhcpd.service | json }}
         ip: {{ node.ip | json }}
-        interface: {{ found.iface | json }}
+        interface: {{ node.interface | json }}
 {%- if dhcpd.pkgs %}
     - require:
       - pkg: dhcpd-pkg-installed

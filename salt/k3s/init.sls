@@ -2,9 +2,9 @@
     (sha256 from pillar, version checked), the server on one compute node and agents joining
     it over https with the pre-shared token, then the node must be Ready (k3s.joined).
     Without the artifact, ONE notification state says why k3s was skipped. #}
-{%- from 'k3s/map.jinja' import k3s with context %}
-{%- set artifact = 'k3s/files/artifacts/' ~ k3s.artifact %}
-{%- set on_fileserver = artifact in salt['cp.list_master'](prefix=artifact) %}
+{%- from 'k3s/map.jinja' import k3s, k3s_secrets with context %}
+{%- set artifact = k3s.artifact_path %}
+{%- set on_fileserver = k3s.on_fileserver %}
 {%- if not (k3s.sha256 and on_fileserver) %}
 {%-   set missing = [] %}
 {%-   if not on_fileserver %}{% do missing.append('the file is not on the fileserver') %}{% endif %}
@@ -15,21 +15,14 @@ k3s-skipped-test-show-notification:
     - text: {{ ('k3s skipped: no artifact at salt://' ~ artifact ~ ' with sha256 in pillar k3s:lookup:sha256 ('
                ~ missing | join(', ') ~ '); put the k3s ' ~ k3s.version ~ ' binary there and its sha256 in pillar') | json }}
 {%- else %}
-{%-   if 'k3s_token' not in pillar.get('secrets', {}) %}
-{{ raise('k3s: no pillar secrets:k3s_token for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (compute nodes get it by minion ID)') }}
-{%-   endif %}
-{%-   set token = pillar['secrets']['k3s_token'] %}
 {%-   set node = k3s.node %}
+{%-   if 'token' not in k3s_secrets %}
+{{ raise('k3s: no pillar secrets:k3s_token for ' ~ node.name ~ ': run bootstrap/generate-secrets on the deployer (compute nodes get it by minion ID)') }}
+{%-   endif %}
 {%-   set mode = node.mode %}
 {%-   set unit = 'k3s' if mode == 'server' else 'k3s-agent' %}
-{%-   set ifaces = [] %}
-{%-   for ifname, addrs in grains.get('ip4_interfaces', {}) | dictsort %}
-{%-     if node.ip in addrs %}{% do ifaces.append(ifname) %}{% endif %}
-{%-   endfor %}
-{%-   set cmdline = [] %}
-{%-   for path in k3s.cmdline_files %}
-{%-     if not cmdline and salt['file.file_exists'](path) %}{% do cmdline.append(path) %}{% endif %}
-{%-   endfor %}
+{%-   set ifaces = node.interfaces %}
+{%-   set cmdline = [k3s.cmdline_file] if k3s.cmdline_file else [] %}
 {#-   on a Pi whose cmdline.txt was just changed, k3s waits for the reboot (no memory cgroup yet) #}
 {%-   set memory_cgroup = "grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null || awk '$1 == \"memory\" && $4 == 1 {found = 1} END {exit !found}' /proc/cgroups" %}
 {%-   if not ifaces %}
@@ -37,7 +30,7 @@ k3s-skipped-test-show-notification:
 k3s-node-ip-test-fail-without-changes:
   test.fail_without_changes:
     - name: {{ ('k3s: the inventory address ' ~ node.ip ~ ' of ' ~ node.name ~ ' is on no interface of this machine (ip4_interfaces: '
-               ~ grains.get('ip4_interfaces', {}) | json ~ ')') | json }}
+               ~ node.ip4_interfaces | json ~ ')') | json }}
     - require_in:
       - file: k3s-config-file-managed
 {%-   endif %}
@@ -72,7 +65,7 @@ k3s-binary-file-managed:
 
 k3s-link-{{ link }}-file-symlink:
   file.symlink:
-    - name: {{ salt['file.dirname'](k3s.bin) ~ '/' ~ link }}
+    - name: {{ k3s.bin_dir ~ '/' ~ link }}
     - target: {{ k3s.bin }}
     - require:
       - file: k3s-binary-file-managed
@@ -98,10 +91,8 @@ k3s-config-file-managed:
     - makedirs: True
     - mode: '0600'
     - show_changes: False
-    - contents: {{ ('# managed by Salt (salt/k3s): k3s ' ~ mode ~ ' ' ~ node.name ~ '\n' ~ salt['k3s.join_args'](
-          mode, node.name, node.ip, token,
-          server_ip=node.server.ip, port=k3s.port,
-          iface=ifaces[0] if ifaces else None, disable=k3s.disable) | yaml(False)) | json }}
+    - contents: {{ ('# managed by Salt (salt/k3s): k3s ' ~ mode ~ ' ' ~ node.name ~ '\n'
+                    ~ k3s_secrets.join_args | yaml(False)) | json }}
 
 k3s-unit-file-managed:
   file.managed:
@@ -139,7 +130,7 @@ k3s-service-running:
 k3s-joined-k3s-joined:
   k3s.joined:
     - name: {{ node.name }}
-    - machine_id: {{ grains.get('machine_id', '') | json }}
+    - machine_id: {{ node.machine_id | json }}
     - timeout: {{ k3s.join_timeout }}
 {%-   if cmdline %}
     - onlyif: {{ memory_cgroup | json }}

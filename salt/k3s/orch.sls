@@ -3,12 +3,12 @@
     rejected"): on the k3s server, delete the Node objects left by earlier lives of the
     compute nodes, recognised by their machine-id (the master's grains cache holds each
     node's current one). Ready nodes are never touched. #}
-{%- set compute = salt['saltutil.runner']('cluster.nodes', role='compute') %}
-{%- set cached = salt['saltutil.runner']('cache.grains', tgt=compute | join(','), tgt_type='list') %}
-{%- set machine_ids = {} %}
-{%- for name in compute if cached.get(name, {}).get('machine_id') %}
-{%-   do machine_ids.update({name: cached[name]['machine_id']}) %}
-{%- endfor %}
+{#- on the master: its reads are in salt/orch/map.jinja with the other orchestrations' (the
+    k3s map reads a node's pillar, which the master has not) #}
+{%- from 'orch/map.jinja' import k3s_orch with context %}
+{%- set orch = k3s_orch() | load_json %}
+{%- set compute = orch.compute %}
+{%- set machine_ids = orch.machine_ids %}
 
 k3s-orch-rejoin-salt-state:
   salt.state:

@@ -3,7 +3,7 @@
     orchestration k3s.orch (which passes pillar k3s_rejoin: {node: machine-id}, from the
     master's grains cache) to the compute nodes; it acts on the server only. #}
 {%- from 'k3s/map.jinja' import k3s with context %}
-{%- set rejoin = pillar.get('k3s_rejoin', {}) %}
+{%- set rejoin = k3s.rejoin %}
 {%- if k3s.node.mode == 'server' and rejoin %}
 {%-   for name, machine_id in rejoin | dictsort %}
 

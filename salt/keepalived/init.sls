@@ -2,14 +2,14 @@
     to the peer, adverts from other sources dropped; version 2 adds PASS authentication from
     secrets), the primary with the higher priority, health checks on named (its process, and a
     vrrp_script asking it). The config is checked with `keepalived -t` before it is used. #}
-{%- from 'keepalived/map.jinja' import keepalived with context %}
+{%- from 'keepalived/map.jinja' import keepalived, keepalived_secrets with context %}
 {%- set node = keepalived.node %}
 {%- set paths = keepalived.paths %}
 {%- set v2 = keepalived.vrrp_version | int == 2 %}
-{%- set password = pillar.get('secrets', {}).get('vrrp_password', '') %}
+{%- set password = keepalived_secrets.vrrp_password %}
 {%- set problem = none %}
 {%- if not node.role %}
-{%-   set problem = grains['id'] ~ ' is not one of the lanservices pair of the inventory: keepalived is not configured here' %}
+{%-   set problem = node.name ~ ' is not one of the lanservices pair of the inventory: keepalived is not configured here' %}
 {%- elif keepalived.vrrp_version | int not in [2, 3] %}
 {%-   set problem = 'keepalived:vrrp_version is ' ~ keepalived.vrrp_version ~ ': 2 or 3' %}
 {%- elif v2 and not password %}
@@ -19,7 +19,7 @@
 {%- elif v2 and keepalived.advert_int | float != keepalived.advert_int | float | round %}
 {%-   set problem = 'keepalived:advert_int ' ~ keepalived.advert_int ~ ' with VRRP version 2: whole seconds only (sub-second adverts need version 3)' %}
 {%- elif not node.interface %}
-{%-   set problem = 'no interface of ' ~ grains['id'] ~ ' holds its inventory IP ' ~ node.ip ~ ': set keepalived:lookup:interface' %}
+{%-   set problem = 'no interface of ' ~ node.name ~ ' holds its inventory IP ' ~ node.ip ~ ': set keepalived:lookup:interface' %}
 {%- elif keepalived.priority.primary + keepalived.check.weight >= keepalived.priority.secondary %}
 {%-   set problem = 'keepalived priorities: primary ' ~ keepalived.priority.primary ~ ' with check weight ' ~ keepalived.check.weight ~ ' must drop below secondary ' ~ keepalived.priority.secondary %}
 {%- elif keepalived.process.enabled and keepalived.priority.primary + keepalived.process.weight >= keepalived.priority.secondary %}
@@ -110,6 +110,9 @@ keepalived-config-file-managed:
     - template: jinja
     - context:
         keepalived: {{ keepalived | json }}
+{%- if v2 %}
+        vrrp_password: {{ password | json }}
+{%- endif %}
     - user: root
     - group: root
     - mode: '0640'

@@ -8,7 +8,7 @@ master-pkg-installed:
   pkg.installed:
     - pkgs: {{ master.pkgs | json }}
 
-{%- for id, pub in pillar['deploy'].get('minion_pubkeys', {}) | dictsort %}
+{%- for id, pub in master.minion_pubkeys | dictsort %}
 
 master-accepted-key-{{ id }}-file-managed:
   file.managed:

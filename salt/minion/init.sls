@@ -2,9 +2,7 @@
     the master pinned by fingerprint, the node's pre-seeded key (the master already accepted
     it: the minion connects at once, nothing to accept). #}
 {%- from 'minion/map.jinja' import minion with context %}
-{#- read from the pillar, not through a module call: under salt-ssh every Jinja call of an
-    execution module is a round trip to the node, without the pillar #}
-{%- set me = dict(pillar['cluster']['nodes'][grains['id']], name=grains['id']) %}
+{%- set me = minion.node %}
 
 minion-venv-pkg-installed:
   pkg.installed:
@@ -64,7 +62,7 @@ minion-pki-dir-file-directory:
     - makedirs: True
     - mode: '0700'
 
-{%- if pillar.get('minion_key') %}
+{%- if minion.preseeded_key %}
 
 minion-key-pem-file-managed:
   file.managed:
@@ -101,7 +99,7 @@ minion-service-running:
     - watch:
       - file: minion-unit-file-managed
       - file: minion-config-file-managed
-{%- if pillar.get('minion_key') %}
+{%- if minion.preseeded_key %}
       - file: minion-key-pem-file-managed
       - file: minion-key-pub-file-managed
 {%- endif %}

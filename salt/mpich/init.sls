@@ -3,10 +3,9 @@
     mpiexec, /etc/mpich/hosts from the inventory, cluster-mpi-hello built here with mpicc, and
     the MPI_Finalize fix that mpiexec preloads into every rank. #}
 {%- from 'mpich/map.jinja' import mpich with context %}
-{%- if 'mpi_ssh_key' not in pillar.get('secrets', {}) %}
-{{ raise('mpich: no pillar secrets:mpi_ssh_key for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (compute nodes get it by minion ID)') }}
+{%- if not mpich.ssh_key.in_pillar %}
+{{ raise('mpich: no pillar secrets:mpi_ssh_key for ' ~ mpich.node.name ~ ': run bootstrap/generate-secrets on the deployer (compute nodes get it by minion ID)') }}
 {%- endif %}
-{%- set secrets = pillar['secrets'] %}
 {%- set peers = mpich.peers %}
 {%- set ssh_dir = mpich.home ~ '/.ssh' %}
 {#- the programs built here with mpicc: the sample job, and the MPI_Finalize fix #}
@@ -67,7 +66,7 @@ mpich-user-ssh-pub-file-managed:
     - user: {{ mpich.user }}
     - group: {{ mpich.user }}
     - mode: '0644'
-    - contents: {{ secrets['mpi_ssh_pub'] | json }}
+    - contents: {{ mpich.ssh_key.pub | json }}
     - require:
       - file: mpich-user-ssh-dir-file-directory
 
@@ -78,7 +77,7 @@ mpich-user-authorized-keys-file-managed:
     - user: {{ mpich.user }}
     - group: {{ mpich.user }}
     - mode: '0600'
-    - contents: {{ secrets['mpi_ssh_pub'] | json }}
+    - contents: {{ mpich.ssh_key.pub | json }}
     - require:
       - file: mpich-user-ssh-dir-file-directory
 

@@ -7,17 +7,18 @@
     Once the pair serves, the bootstrap router's DHCP is handed over to it.
     Targets are minion IDs from the inventory (via the cluster runner), so a minion that
     merely claims a role in its grains is not rolled out as one. #}
-{#- master.d/cluster.conf: how long a state run may go before Salt asks the node about it #}
-{%- set state_timeout = salt['config.get']('cluster_state_timeout', 900) %}
-{%- set nodes = salt['saltutil.runner']('cluster.nodes') %}
-{%- set pair = salt['saltutil.runner']('cluster.lanservices') %}
-{%- set k3s_server = salt['saltutil.runner']('cluster.k3s_server') %}
+{%- from 'orch/map.jinja' import orch_cluster with context %}
+{%- set orch = orch_cluster() | load_json %}
+{%- set state_timeout = orch.state_timeout %}
+{%- set nodes = orch.nodes %}
+{%- set pair = orch.pair %}
+{%- set k3s_server = orch.k3s_server %}
 {%- set steps = [
-      ('deployer', salt['saltutil.runner']('cluster.nodes', role='deployer')),
+      ('deployer', orch.deployer),
       ('lanservices-primary', [pair.primary]),
       ('lanservices-secondary', [pair.secondary]),
       ('compute-k3s-server', [k3s_server]),
-      ('compute-agents', salt['saltutil.runner']('cluster.nodes', role='compute') | reject('eq', k3s_server) | list),
+      ('compute-agents', orch.compute | reject('eq', k3s_server) | list),
     ] %}
 {%- set previous = [] %}
 {%- for step, targets in steps if targets %}

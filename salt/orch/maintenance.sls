@@ -9,9 +9,11 @@
     logins) before the next step starts. Each step requires the one before: a gate that fails
     stops the run, naming the node and the check, with the cluster still serving.
     The deployer goes last and its reboot ends the run (the master goes down with it). #}
-{%- set upgrade = pillar.get('upgrade', True) %}
-{%- set reboot = pillar.get('reboot', True) %}
-{%- set plan = salt['saltutil.runner']('maintenance.plan', nodes=pillar.get('nodes')) %}
+{%- from 'orch/map.jinja' import orch_maintenance with context %}
+{%- set orch = orch_maintenance() | load_json %}
+{%- set upgrade = orch.upgrade %}
+{%- set reboot = orch.reboot %}
+{%- set plan = orch.plan %}
 {%- if plan.unknown %}
 
 orch-maintenance-unknown-nodes-test-fail-without-changes:

@@ -8,10 +8,11 @@
                gate, provisioned marker, unlock
     Every step requires the one before: the first failure stops the build, names the node and
     the state, and releases the lock (the lock also expires by itself). #}
-{#- master.d/cluster.conf: how long a state run may go before Salt asks the node about it #}
-{%- set state_timeout = salt['config.get']('cluster_state_timeout', 900) %}
-{%- set node = pillar['node'] %}
-{%- set plan = salt['saltutil.runner']('cluster.build_plan', node=node, provisioned=pillar.get('provisioned')) %}
+{%- from 'orch/map.jinja' import orch_rebuild with context %}
+{%- set orch = orch_rebuild() | load_json %}
+{%- set state_timeout = orch.state_timeout %}
+{%- set node = orch.node %}
+{%- set plan = orch.plan %}
 {%- if plan.action == 'refresh' %}
 
 orch-rebuild-{{ node }}-mine-update-salt-function:
@@ -26,7 +27,7 @@ orch-rebuild-{{ node }}-nothing-test-succeed-without-changes:
 {%- else %}
 {%-   set steps = [] %}
 {#-   the lock's owner: only this run releases it (a refused lock is someone else's) #}
-{%-   set owner = salt['test.random_hash']() %}
+{%-   set owner = orch.owner %}
 
 orch-rebuild-{{ node }}-lock-salt-runner:
   salt.runner:

@@ -1,7 +1,7 @@
 {#- Redis for the salt-master's caches, bound to localhost, with a password. #}
 {%- from 'redis/map.jinja' import redis with context %}
 {%- if not redis.password %}
-{{ raise('redis: no pillar secrets:redis_password for ' ~ grains['id'] ~ ': run bootstrap/generate-secrets on the deployer (the deployer gets it by minion ID)') }}
+{{ raise('redis: no pillar secrets:redis_password for ' ~ redis.minion_id ~ ': run bootstrap/generate-secrets on the deployer (the deployer gets it by minion ID)') }}
 {%- endif %}
 {%- if redis.tls_port %}
 include:

@@ -3,7 +3,7 @@
     (files/cluster_leds.py) and its unit, which redraws the LED matrix from the status file
     every few seconds. Anywhere else this renders to nothing: the lab has no HAT. #}
 {%- from 'sensehat/map.jinja' import sensehat with context %}
-{%- if grains.get('sense_hat') is sameas true or sensehat.emulator %}
+{%- if sensehat.detected or sensehat.emulator %}
 {%-   set root = sensehat.root %}
 {%-   if sensehat.manage_service and not sensehat.emulator and sensehat.library_pkgs %}
 

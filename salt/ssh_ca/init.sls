@@ -5,7 +5,7 @@
 {%- from 'ssh_ca/map.jinja' import ssh_ca with context %}
 {%- from 'sshd/map.jinja' import sshd with context %}
 {%- if not ssh_ca.key or not sshd.ca_pub %}
-{{ raise('ssh_ca: no CA key in the pillar of ' ~ grains['id'] ~ ' (deploy:ssh_ca:key, deploy:ssh_ca_pub): run bootstrap/generate-secrets on the deployer (it makes ssh/ca_ed25519)') }}
+{{ raise('ssh_ca: no CA key in the pillar of ' ~ ssh_ca.minion_id ~ ' (deploy:ssh_ca:key, deploy:ssh_ca_pub): run bootstrap/generate-secrets on the deployer (it makes ssh/ca_ed25519)') }}
 {%- endif %}
 include:
   - sshd

@@ -4,7 +4,7 @@
     asked over the Salt bus (master.d/peer.conf); salt/tls asks for them. #}
 {%- from 'tls_ca/map.jinja' import tls_ca with context %}
 {%- if not tls_ca.key or not tls_ca.cert %}
-{{ raise('tls_ca: no pillar deploy:tls_ca for ' ~ grains['id'] ~ ': only the inventory\'s deployer is the TLS CA (pillar/cluster/init.sls)') }}
+{{ raise('tls_ca: no pillar deploy:tls_ca for ' ~ tls_ca.minion_id ~ ': only the inventory\'s deployer is the TLS CA (pillar/cluster/init.sls)') }}
 {%- endif %}
 {%- set key_dir = tls_ca.key.rsplit('/', 1)[0] %}
 

@@ -3,6 +3,7 @@ and the secondary, and the rendered configs running as a real primary/secondary 
 network namespaces (TSIG AXFR, unsigned AXFR refused, NOTIFY propagation)."""
 
 import ipaddress
+import json
 import os
 import socket
 import subprocess
@@ -231,10 +232,14 @@ def test_bind_sls_test_mode_writes_nothing(alpha):
     assert not (root / "etc" / "bind" / "zones").exists()
 
 
-def test_bind_sls_primary(alpha):
+def test_bind_sls_primary(alpha, secrets_dir):
     loaders, root = alpha
     ret = loaders.modules.state.sls("bind")
     assert not failed(ret), failed(ret)
+    # the TSIG secret is in the key file, never in the state's output
+    secret = (secrets_dir / "tsig.key").read_text().strip()
+    assert secret and secret in (root / "etc" / "bind" / "cluster-transfer.key").read_text()
+    assert secret not in json.dumps(ret.raw)
     conf = (root / "etc" / "bind" / "named.conf").read_text()
     assert "the BIND primary of dc1.b3rry.clust0r" in conf
     # TSIG transfers and NOTIFY to the secondary, nothing unsigned

@@ -41,7 +41,7 @@ def _keepalived(name, track=True, **overrides):
 
 def _render(template, name, **keepalived):
     return ENV.get_template(f"keepalived/files/{template}").render(
-        keepalived=_keepalived(name, **keepalived), pillar={"secrets": {"vrrp_password": PASSWORD}})
+        keepalived=_keepalived(name, **keepalived), vrrp_password=PASSWORD)
 
 
 def _blocks(text):
