@@ -66,7 +66,7 @@ sshd-host-certificate-ca-unreachable-test-fail-without-changes:
         {%- else %} minion {{ sshd.ca_server }} after {{ sshd.ca_retry.attempts }} attempts: check that it answers
         (salt {{ sshd.ca_server }} test.ping), that the master allows peer calls to
         ssh_pki.sign_remote_certificate (master.d/peer.conf, then restart salt-master) and that
-        {{ sshd.ca_server }}'s pillar has the policy (salt {{ sshd.ca_server }} pillar.get
+        {{ sshd.ca_server }}'s pillar has the policy (salt {{ sshd.ca_server }} pillar.item
         ssh_signing_policies:host_{{ sshd.node }}); the node keeps its old certificate, if any
         {%- endif %}
     - onfail:

@@ -85,7 +85,7 @@ tls-certificate-ca-unreachable-test-fail-without-changes:
         (salt {{ tls.ca_server }} test.ping), that the master allows peer calls to
         x509.sign_remote_certificate (master.d/peer.conf, then restart salt-master), that
         {{ tls.ca_server }}'s highstate made the CA (sls tls_ca) and that its pillar has the policy
-        (salt {{ tls.ca_server }} pillar.get x509_signing_policies:{{ tls.policy }}); the node keeps
+        (salt {{ tls.ca_server }} pillar.item x509_signing_policies:{{ tls.policy }}); the node keeps
         its old certificate, if any
         {%- endif %}
     - onfail:
