@@ -21,7 +21,7 @@ TEMPLATE = (
 
 def loaders(salt_factories, name, inventory=None, **opts):
     """Loaders of minion ``name`` of the project inventory (or ``inventory``), with the real
-    common:include and roles table (what a node applies); ``opts`` add to the minion config."""
+    the role table: every_node and the services of the roles (what a node applies); ``opts`` add to the minion config."""
     overrides = {
         "file_client": "local",
         "file_roots": {"base": [str(STATE_TREE)]},

@@ -2,8 +2,9 @@
 {%- from 'common/map.jinja' import common with context %}
 {%- set node = common.node %}
 {%- set root = common.root %}
-{%- if common.include %}
-include: {{ common.include | json }}
+{%- from 'roles/map.jinja' import roles with context %}
+{%- if roles.every_node %}
+include: {{ roles.every_node | json }}
 {%- endif %}
 
 common-cluster-dir-file-directory:

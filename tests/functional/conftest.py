@@ -34,8 +34,8 @@ def minion_opts(salt_factories, node_root, secrets_dir):
             **cluster_pillar_opts(INVENTORY),
             **secrets_opts(secrets_dir),
             "grains": {"roles": ["lanservices"]},
-            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False, "include": []}},
-            "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},
+            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False}},
+            "roles": {"lookup": {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}},
         },
     )
     return factory.config.copy()

@@ -44,8 +44,8 @@ def node_loaders(salt_factories, name, root, secrets_dir, grains=None, inventory
         **cluster_pillar_opts(inventory or INVENTORY),
         **secrets_opts(secrets_dir),
         "grains": {**(grains or {})},
-        "common": {"lookup": {"root": root, "set_running_hostname": False, "include": []}},
-        "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},
+        "common": {"lookup": {"root": root, "set_running_hostname": False}},
+        "roles": {"lookup": {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}},
         **services,
     }
     factory = salt_factories.salt_minion_daemon(f"{name}", overrides=overrides)

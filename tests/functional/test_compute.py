@@ -86,7 +86,8 @@ def make_loaders(salt_factories, secrets_dir, node_root, workdir):
             # a compute minion whose inventory address is on eth0 (the host has no such address)
             "grains": {"roles": ["compute"], "ip4_interfaces": {"lo": ["127.0.0.1"], "eth0": ["192.168.10.21"]}},
             # common writes under node_root; the compute role keeps its services (salt/roles/defaults.yaml)
-            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False, "include": []}},
+            "roles": {"lookup": {"every_node": []}},
+            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False}},
             **{svc: {"lookup": values} for svc, values in lookups.items()},
         }
         opts = salt_factories.salt_minion_daemon(minion_id, overrides=overrides).config.copy()

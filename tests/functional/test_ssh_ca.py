@@ -60,7 +60,8 @@ def make_loaders(salt_factories, secrets_dir, workdir):
             **cluster_pillar_opts(INVENTORY),
             **secrets_opts(secrets_dir),
             "grains": {"roles": roles},
-            "common": {"lookup": {"root": str(workdir / minion_id / "root"), "include": [],
+            "roles": {"lookup": {"every_node": []}},
+            "common": {"lookup": {"root": str(workdir / minion_id / "root"),
                                   "set_running_hostname": False}},
             # a CA that does not answer is retried: quickly here
             "sshd": {"lookup": {"ca_retry": {"attempts": 2, "interval": 1, "splay": 0}}},

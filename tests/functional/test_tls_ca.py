@@ -62,7 +62,8 @@ def make_loaders(salt_factories, secrets_dir, workdir):
             **cluster_pillar_opts(INVENTORY),
             **secrets_opts(secrets_dir),
             "grains": {"roles": roles},
-            "common": {"lookup": {"root": str(node / "root"), "include": [], "set_running_hostname": False}},
+            "roles": {"lookup": {"every_node": []}},
+            "common": {"lookup": {"root": str(node / "root"), "set_running_hostname": False}},
             # the node's paths in a scratch directory; a CA that does not answer is retried quickly
             "tls": {"lookup": {
                 "dir": str(node / "tls"), "key": str(node / "tls" / "node.key"),

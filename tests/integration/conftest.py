@@ -112,8 +112,8 @@ def _minion(salt_master, integration_dir, name, roles):
         name,
         overrides={
             "grains": {"roles": roles},
-            "common": {"lookup": {"root": str(root), "set_running_hostname": False, "include": []}},
-            "roles": {"lookup": {"services": {"deployer": [], "lanservices": [], "compute": []}}},
+            "common": {"lookup": {"root": str(root), "set_running_hostname": False}},
+            "roles": {"lookup": {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}},
             # as salt/minion writes it: the start event carries the provisioned marker
             "start_event_grains": ["cluster_provisioned"],
         },
