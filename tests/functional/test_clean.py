@@ -1,0 +1,211 @@
+"""Cleans (salt/<svc>/clean.sls, salt/lib/clean.jinja): a node's top has the clean of every
+service of the role table that none of its inventory roles has (salt/roles/map.jinja), never
+master.clean on the deployer, never one for a minion outside the inventory or a test minion;
+every clean renders on every node; tftpd and httpd applied under a scratch root, then cleaned:
+their files go, a second clean and the clean of an absent service change nothing."""
+
+import time
+
+import pytest
+import yaml
+from saltfactories.utils.functional import Loaders
+
+from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
+from tests.functional.lannet import changed, failed, node_loaders
+
+DEPLOYER_CLEANS = {"master.clean", "distcc.client_clean", "ssh_ca.clean", "tls_ca.clean", "statusfeed.clean",
+                   "sensehat.clean"}
+LANSERVICES_CLEANS = {"bind.clean", "keepalived.clean", "dhcpd.clean", "tftpd.clean", "httpd.clean",
+                      "statuspage.clean"}
+COMPUTE_CLEANS = {"distcc.clean", "mpich.clean", "k3s.clean"}
+ALL_CLEANS = DEPLOYER_CLEANS | LANSERVICES_CLEANS | COMPUTE_CLEANS
+NODES = sorted(yaml.safe_load(INVENTORY.read_text())["cluster"]["nodes"])
+EMPTY_TABLE = {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}
+
+
+@pytest.fixture(scope="module")
+def loaders_of(salt_factories, secrets_dir):
+    made = []
+
+    def loaders_of(minion_id, **overrides):
+        factory = salt_factories.salt_minion_daemon(minion_id, overrides={
+            "file_client": "local",
+            "file_roots": {"base": [str(STATE_TREE)]},
+            **cluster_pillar_opts(INVENTORY),
+            **secrets_opts(secrets_dir),
+            **overrides,
+        })
+        loaders = Loaders(factory.config.copy(), loaded_base_name=f"{__name__}.{minion_id}{len(made)}.loaded")
+        made.append(loaders)
+        return loaders
+
+    yield loaders_of
+    for loaders in made:
+        loaders.reset_state()
+
+
+def _top(loaders):
+    top = loaders.modules.state.show_top()
+    assert isinstance(top, dict), top  # a list would be render errors
+    return top["base"]
+
+
+def _cleans(loaders):
+    return {sls for sls in _top(loaders) if sls.endswith("clean")}
+
+
+# --- the top --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("node, roles, expected", [
+    ("delta", ["compute"], LANSERVICES_CLEANS | DEPLOYER_CLEANS - {"distcc.client_clean"}),
+    ("alpha", ["lanservices"], COMPUTE_CLEANS | DEPLOYER_CLEANS),
+    ("psi", ["deployer"], LANSERVICES_CLEANS | COMPUTE_CLEANS),
+])
+def test_a_node_gets_the_cleans_of_the_services_its_roles_lack(loaders_of, node, roles, expected):
+    top = _top(loaders_of(node, grains={"roles": roles}))
+    assert {sls for sls in top if sls.endswith("clean")} == expected
+    # after common, before the role
+    assert top.index("common") < min(top.index(sls) for sls in expected) and top[-1] == f"roles.{roles[0]}"
+
+
+def test_the_deployer_never_gets_master_clean_and_refuses_it_by_hand(loaders_of):
+    psi = loaders_of("psi", grains={"roles": ["deployer"]})
+    assert "master.clean" not in _top(psi)
+    chunks = psi.modules.state.show_low_sls("master.clean")
+    assert [c["state"] + "." + c["fun"] for c in chunks] == ["test.fail_without_changes"]
+
+
+def test_the_cleans_follow_the_inventory_not_a_stale_grain(loaders_of):
+    # alpha's grain still says compute: its cleans are those of a lanservices node
+    assert _cleans(loaders_of("alpha", grains={"roles": ["compute"]})) == COMPUTE_CLEANS | DEPLOYER_CLEANS
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # outside the inventory: no node pillar
+], ids=["outside-the-inventory"])
+def test_a_minion_outside_the_inventory_gets_no_clean(loaders_of, overrides):
+    assert _cleans(loaders_of("stranger", grains={"roles": ["deployer"]}, **overrides)) == set()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"roles": {"lookup": EMPTY_TABLE}},
+    {"common": {"lookup": {"root": "/tmp/rpic-scratch", "set_running_hostname": False}}},
+], ids=["emptied-table", "common-under-a-scratch-root"])
+def test_a_test_minion_gets_no_clean(loaders_of, overrides):
+    assert _cleans(loaders_of("delta", grains={"roles": ["compute"]}, **overrides)) == set()
+
+
+# --- every clean renders on every node -------------------------------------------------------
+
+
+def test_every_clean_renders_on_every_node(loaders_of):
+    for node in NODES:
+        loaders = loaders_of(node)
+        for sls in sorted(ALL_CLEANS):
+            rendered = loaders.modules.state.show_sls(sls)
+            assert isinstance(rendered, dict), (node, sls, rendered)
+
+
+def test_each_clean_sls_is_a_file_of_the_tree():
+    for sls in ALL_CLEANS:
+        folder, name = sls.split(".")
+        assert (STATE_TREE / folder / f"{name}.sls").is_file(), sls
+
+
+# --- apply, clean, clean again (under a scratch root) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("clean-alpha")
+
+
+@pytest.fixture(scope="module")
+def alpha(salt_factories, root, secrets_dir):
+    lookup = {"root": str(root), "pkgs": [], "manage_service": False}
+    return node_loaders(salt_factories, "alpha", root, secrets_dir, httpd={"port": 18082}, bind=lookup,
+                        keepalived=lookup, sensehat={**lookup, "emulator": False})
+
+
+def _names(loaders, sls):
+    return {(c["state"] + "." + c["fun"], c["name"]) for c in loaders.modules.state.show_low_sls(sls)}
+
+
+@pytest.mark.parametrize("svc, files", [
+    ("tftpd", ["srv/tftp/pxelinux.0", "srv/tftp/README.txt", "etc/default/tftpd-hpa",
+               "etc/systemd/system/tftpd-hpa.service"]),
+    ("httpd", ["srv/bbhttpd/etc/httpd.conf", "srv/bbhttpd/www/inventory.html", "etc/default/bbhttpd",
+               "etc/systemd/system/bbhttpd.service"]),
+])
+def test_apply_then_clean_removes_the_files_then_changes_nothing(alpha, root, svc, files):
+    assert not failed(ret := alpha.modules.state.sls(svc)), failed(ret)
+    assert all((root / f).is_file() for f in files)
+    # under a scratch root a clean is files only: every state a file.absent under the root
+    planned = _names(alpha, f"{svc}.clean")
+    assert planned and all(fun == "file.absent" and name.startswith(f"{root}/") for fun, name in planned), planned
+    ret = alpha.modules.state.sls(f"{svc}.clean")
+    assert not failed(ret), failed(ret)
+    assert changed(ret)
+    assert [f for f in files if (root / f).exists()] == []
+    assert not (root / files[0].split("/")[0] / files[0].split("/")[1]).exists()  # the tree / chroot itself
+    again = alpha.modules.state.sls(f"{svc}.clean")
+    assert not failed(again) and changed(again) == {} and len(again.raw) == 0
+
+
+def test_the_clean_of_an_absent_service_is_no_state_at_all(alpha, root):
+    # bind, keepalived, dhcpd and sensehat were never applied under this root
+    started = time.monotonic()
+    for sls in ["bind.clean", "keepalived.clean", "dhcpd.clean", "sensehat.clean"]:
+        ret = alpha.modules.state.sls(sls)
+        assert not failed(ret) and len(ret.raw) == 0, (sls, ret.raw)
+    assert time.monotonic() - started < 10
+
+
+# --- what a clean would do where its service is (rendered only: nothing is applied) ---------
+
+
+def _plan(loaders, sls):
+    return [(c["state"] + "." + c["fun"], c["name"]) for c in loaders.modules.state.show_low_sls(sls)]
+
+
+def test_a_clean_under_a_scratch_root_plans_files_only(loaders_of, tmp_path):
+    # the services' marks exist under the root, manage_service left on: still no unit, package
+    # or account, since their root says they are not this machine's
+    marks = ["etc/bind/cluster-transfer.key", "etc/keepalived/notify-state", "etc/dhcp/omapi.key",
+             "etc/systemd/system/cluster-leds.service"]
+    for mark in marks:
+        (tmp_path / mark).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / mark).write_text("")
+    lookup = {"lookup": {"root": str(tmp_path)}}
+    beta = loaders_of("beta", bind=lookup, keepalived=lookup, dhcpd=lookup, sensehat=lookup)
+    for sls in ["bind.clean", "keepalived.clean", "dhcpd.clean", "sensehat.clean"]:
+        plan = _plan(beta, sls)
+        assert plan and all(fun == "file.absent" and name.startswith(f"{tmp_path}/") for fun, name in plan), (sls, plan)
+
+
+def test_where_the_service_is_a_clean_stops_purges_removes_and_reloads(loaders_of, tmp_path):
+    # marks pointed at scratch files: the plan of a real node's clean (rendered, never applied)
+    for name in ["dropin", "hosts", "hostfile", "k3s", "feed.service", "master.service"]:
+        (tmp_path / name).write_text("")
+    delta_like = loaders_of("alpha", distcc={"lookup": {"dropin": f"{tmp_path}/dropin", "hosts_file": f"{tmp_path}/hosts"}},
+                            mpich={"lookup": {"hostfile": f"{tmp_path}/hostfile"}},
+                            k3s={"lookup": {"bin": f"{tmp_path}/k3s"}},
+                            statusfeed={"lookup": {"unit_file": f"{tmp_path}/feed.service"}},
+                            master={"lookup": {"unit_file": f"{tmp_path}/master.service"}})
+    plans = {sls: _plan(delta_like, sls) for sls in ["distcc.clean", "distcc.client_clean", "mpich.clean", "k3s.clean",
+                                                     "statusfeed.clean", "master.clean"]}
+    funs = {sls: {fun for fun, _ in plan} for sls, plan in plans.items()}
+    assert ("service.dead", "distcc") in plans["distcc.clean"] and "pkg.purged" not in funs["distcc.clean"]
+    assert {"pkg.purged", "file.absent"} == funs["distcc.client_clean"]
+    assert {"pkg.purged", "user.absent", "cmd.run", "file.absent"} == funs["mpich.clean"]
+    assert ("service.dead", "k3s-agent") in plans["k3s.clean"] and ("file.absent", "/etc/rancher/k3s") in plans["k3s.clean"]
+    assert ("cmd.run", "systemctl daemon-reload") in plans["statusfeed.clean"]
+    assert ("service.dead", "salt-master") in plans["master.clean"] and ("service.dead", "redis-server") in plans["master.clean"]
+    # kept: the master's keys, the minion's venv, the shared toolchain, ssh
+    removed = " ".join(name for plan in plans.values() for _, name in plan)
+    for kept in ["/etc/salt/pki", "/opt/salt", "gcc", "libc6-dev", "openssh-client"]:
+        assert kept not in removed
+    chunks = delta_like.modules.state.show_low_sls("mpich.clean")
+    purged = [c for c in chunks if c["fun"] == "purged"]
+    assert purged[0]["pkgs"] == ["mpich", "libmpich-dev"]
