@@ -90,16 +90,30 @@ minion-unit-file-managed:
     - context:
         minion: {{ minion | json }}
 
-minion-service-running:
-  service.running:
-    - name: {{ minion.service }}
-    - enable: True
-    - require:
-      - cmd: minion-salt-pip-cmd-run
-    - watch:
+{#- A running minion whose configuration, unit or key changed is restarted only once this run
+    has ended: a restart in the middle of a highstate ends the job with it (on a role change it
+    stopped an apt install half way). The restart waits in a transient unit for this run's
+    process (the parent of this shell: the job, or salt-call under salt-ssh) to exit. A minion
+    that is not running yet (the bootstrap) is simply started below. #}
+minion-restart-after-this-run-cmd-run:
+  cmd.run:
+    - name: >-
+        systemd-run --quiet --collect --unit={{ minion.service }}-restart-$$ /bin/sh -c
+        'while kill -0 '"$PPID"' 2>/dev/null; do sleep 1; done;
+        systemctl daemon-reload; systemctl restart {{ minion.service }}'
+    - onlyif: systemctl is-active --quiet {{ minion.service }}
+    - onchanges:
       - file: minion-unit-file-managed
       - file: minion-config-file-managed
 {%- if minion.preseeded_key %}
       - file: minion-key-pem-file-managed
       - file: minion-key-pub-file-managed
 {%- endif %}
+
+minion-service-running:
+  service.running:
+    - name: {{ minion.service }}
+    - enable: True
+    - require:
+      - cmd: minion-salt-pip-cmd-run
+      - cmd: minion-restart-after-this-run-cmd-run
