@@ -1,4 +1,4 @@
-{#- salt-minion: pinned Salt in a venv, configuration from the inventory (id, roles grain),
+{#- salt-minion: pinned Salt in a venv, configuration from the inventory (id; the roles grain),
     the master pinned by fingerprint, the node's pre-seeded key (the master already accepted
     it: the minion connects at once, nothing to accept). #}
 {%- from 'minion/map.jinja' import minion with context %}
@@ -50,11 +50,33 @@ minion-config-file-managed:
         master: {{ minion.master }}
         id: {{ me.name }}
         master_finger: '{{ minion.master_finger }}'
-        grains:
-          roles: {{ me.roles | json }}
         # the start event carries the provisioned marker: the reactor tells a plain restart
         # (refresh only) from a re-flashed card (rebuild) without asking the minion
         start_event_grains: [cluster_provisioned]
+
+{#- The roles grain, in the grains file beside the grains the cluster runner sets
+    (cluster_provisioned: merged, never replaced; written in the format grains.setval writes, so
+    neither rewrites the other's). Not in the minion's configuration: a role change needs no
+    restart, the running minion re-reads its grains at once. A file, not grains.present: under
+    salt-ssh (the bootstrap) grains.present writes salt-ssh's own grains file, not the node's. #}
+minion-roles-grain-file-serialize:
+  file.serialize:
+    - name: {{ minion.grains_file }}
+    - dataset:
+        roles: {{ me.roles | json }}
+    - serializer: yaml
+    - serializer_opts:
+      - default_flow_style: False
+    - merge_if_exists: True
+    - makedirs: True
+    - mode: '0644'
+
+minion-grains-refresh-cmd-run:
+  cmd.run:
+    - name: {{ minion.venv }}/bin/salt-call --local -l quiet saltutil.refresh_grains
+    - onlyif: systemctl is-active --quiet {{ minion.service }}
+    - onchanges:
+      - file: minion-roles-grain-file-serialize
 
 minion-pki-dir-file-directory:
   file.directory:

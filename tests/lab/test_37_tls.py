@@ -12,6 +12,8 @@ import base64
 import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.lab.conftest import changes, salt
 
@@ -108,12 +110,35 @@ def test_every_node_verifies_each_certificate_for_its_node_only(certificates, cl
         assert ret.stdout.split() == expected, f"{node}: {ret.stdout}{ret.stderr}"
 
 
+def private_needles(pem):
+    """Strings only a copy of the key's private part holds: its private numbers (EC: d; RSA: d,
+    p, q) in hex and in base64 at each of the three byte alignments, in 16-character pieces (96
+    bits: no chance match; most pieces survive a line break or an escape inside a copy). Not the
+    PEM's lines: its last line is the public key, which the certificate (stored base64 in the
+    job cache) carries at the same alignment about one time in three."""
+    numbers = serialization.load_pem_private_key(pem.encode(), None).private_numbers()
+    secrets = [numbers.private_value] if hasattr(numbers, "private_value") else [numbers.d, numbers.p, numbers.q]
+    needles = set()
+    for value in secrets:
+        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        for shift in range(3):
+            aligned = raw[shift:][: (len(raw) - shift) // 3 * 3]
+            text = base64.b64encode(aligned).decode()
+            needles.update(text[i:i + 16] for i in range(0, len(text) - 15, 16))
+        needles.update(raw.hex()[i:i + 24] for i in range(0, len(raw.hex()) - 23, 24))
+    return sorted(needles)
+
+
 def test_a_nodes_private_key_is_nowhere_on_the_deployer(issued, cluster):
     """Remote signing sends the public key only: gamma's key is in no file and no job on psi."""
-    body = cluster.run("gamma", f"sudo grep -v -- ----- {KEY}", check=True).stdout.split()
-    assert body, "gamma has no key"
-    # the lines go in a file, not on a command line (sudo would log them into psi's journal)
-    lines = "\n".join(body)
+    pem = cluster.run("gamma", f"sudo cat {KEY}", check=True).stdout
+    needles = private_needles(pem)
+    cert = cluster.run("gamma", f"cat {CERT}", check=True).stdout
+    der = base64.b64encode(x509.load_pem_x509_certificate(cert.encode()).public_bytes(serialization.Encoding.DER))
+    # the needles find the key in its own file and nothing in its public certificate
+    assert any(n in pem for n in needles) and not any(n in cert or n.encode() in der for n in needles)
+    # the needles go in a file, not on a command line (sudo would log them into psi's journal)
+    lines = "\n".join(needles)
     files = cluster.run("psi", f"umask 077; cat > /tmp/needles <<'EOF'\n{lines}\nEOF\n"
                                "sudo grep -rlF -f /tmp/needles /etc /srv /root /var/cache/salt /var/lib/redis /var/log "
                                "2>/dev/null; echo rc=$?; rm -f /tmp/needles", timeout=120)
@@ -122,7 +147,7 @@ def test_a_nodes_private_key_is_nowhere_on_the_deployer(issued, cluster):
             "serv = redis.Redis(host='127.0.0.1', password=open('/etc/salt/cluster-secrets/redis.password').read().strip()); "
             "vals = [v for k in serv.scan_iter(count=1000) for v in ([serv.get(k)] if serv.type(k) == b'string' "
             "else list(serv.hgetall(k).values()) if serv.type(k) == b'hash' else [])]; "
-            f"print(len(vals), sum(any(n in (v or b'') for n in {[ln.encode() for ln in body]!r}) for v in vals))")
+            f"print(len(vals), sum(any(n in (v or b'') for n in {[n.encode() for n in needles]!r}) for v in vals))")
     script = base64.b64encode(scan.encode()).decode()
     count, hits = cluster.run("psi", f"echo {script} | base64 -d | sudo /opt/salt/bin/python3 -", check=True).stdout.split()
     assert int(count) > 20 and hits == "0", (count, hits)
