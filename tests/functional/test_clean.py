@@ -18,7 +18,8 @@ DEPLOYER_CLEANS = {"master.clean", "distcc.client_clean", "ssh_ca.clean", "tls_c
 LANSERVICES_CLEANS = {"bind.clean", "keepalived.clean", "dhcpd.clean", "tftpd.clean", "httpd.clean",
                       "statuspage.clean"}
 COMPUTE_CLEANS = {"distcc.clean", "mpich.clean", "k3s.clean"}
-ALL_CLEANS = DEPLOYER_CLEANS | LANSERVICES_CLEANS | COMPUTE_CLEANS
+ROLE_MARKERS = {"roles.clean"}  # the markers of the roles a node lacks, after the service cleans
+ALL_CLEANS = DEPLOYER_CLEANS | LANSERVICES_CLEANS | COMPUTE_CLEANS | ROLE_MARKERS
 NODES = sorted(yaml.safe_load(INVENTORY.read_text())["cluster"]["nodes"])
 EMPTY_TABLE = {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}
 
@@ -58,15 +59,21 @@ def _cleans(loaders):
 
 
 @pytest.mark.parametrize("node, roles, expected", [
-    ("delta", ["compute"], LANSERVICES_CLEANS | DEPLOYER_CLEANS - {"distcc.client_clean"}),
-    ("alpha", ["lanservices"], COMPUTE_CLEANS | DEPLOYER_CLEANS),
-    ("psi", ["deployer"], LANSERVICES_CLEANS | COMPUTE_CLEANS),
+    ("delta", ["compute"], LANSERVICES_CLEANS | DEPLOYER_CLEANS - {"distcc.client_clean"} | ROLE_MARKERS),
+    ("alpha", ["lanservices"], COMPUTE_CLEANS | DEPLOYER_CLEANS | ROLE_MARKERS),
+    ("psi", ["deployer"], LANSERVICES_CLEANS | COMPUTE_CLEANS | ROLE_MARKERS),
 ])
 def test_a_node_gets_the_cleans_of_the_services_its_roles_lack(loaders_of, node, roles, expected):
-    top = _top(loaders_of(node, grains={"roles": roles}))
+    loaders = loaders_of(node, grains={"roles": roles})
+    top = _top(loaders)
     assert {sls for sls in top if sls.endswith("clean")} == expected
-    # after common, before the role
+    # after common, before the role; the role markers after the service cleans
     assert top.index("common") < min(top.index(sls) for sls in expected) and top[-1] == f"roles.{roles[0]}"
+    assert top.index("roles.clean") == max(top.index(sls) for sls in expected)
+    # the markers of exactly the roles it lacks
+    markers = {(c["fun"], *c["name"].rsplit("/", 2)[1:]) for c in loaders.modules.state.show_low_sls("roles.clean")}
+    assert markers == {("absent", "roles.d", role) for role in ("deployer", "lanservices", "compute")
+                       if role not in roles}
 
 
 def test_the_deployer_never_gets_master_clean_and_refuses_it_by_hand(loaders_of):
@@ -78,7 +85,7 @@ def test_the_deployer_never_gets_master_clean_and_refuses_it_by_hand(loaders_of)
 
 def test_the_cleans_follow_the_inventory_not_a_stale_grain(loaders_of):
     # alpha's grain still says compute: its cleans are those of a lanservices node
-    assert _cleans(loaders_of("alpha", grains={"roles": ["compute"]})) == COMPUTE_CLEANS | DEPLOYER_CLEANS
+    assert _cleans(loaders_of("alpha", grains={"roles": ["compute"]})) == COMPUTE_CLEANS | DEPLOYER_CLEANS | ROLE_MARKERS
 
 
 @pytest.mark.parametrize("overrides", [

@@ -2,9 +2,9 @@
 deployer, and ONE highstate of beta applies the compute services (the roles grain follows the
 inventory before the top is matched, salt/roles/map.jinja); the grain is written to the
 minion's grains file and the running minion re-reads it (salt/minion): no restart, `salt -G`
-finds beta at once, and the next highstate (sent right away) changes nothing. Late in the
-session: beta keeps the compute services afterwards (the inventory is put back; removing a
-role's services is not tested here)."""
+finds beta at once, and the next highstate (sent right away) changes nothing. Then the inventory
+is put back and ONE highstate removes the compute services again (the cleans of the role table:
+salt/distcc/clean.sls, salt/mpich/clean.sls), and the next one changes nothing."""
 
 import time
 
@@ -56,3 +56,29 @@ def test_one_highstate_applies_a_new_role(rolled_out):
         assert changes(salt(lab, f"{NODE} state.apply", timeout=600)) == {NODE: []}
     finally:
         lab.run("psi", f"sudo mv {inv}.before-role-change {inv}", check=True)
+
+
+def test_one_highstate_removes_the_role_again(rolled_out):
+    """The inventory as it was (the test above put it back): beta's next highstate runs the cleans
+    of the compute services; distccd and MPICH are gone, the lanservices services untouched."""
+    lab = rolled_out
+    line = lab.run("psi", f"grep -E '^ +{NODE}:' {INVENTORY_ON_DEPLOYER}", check=True).stdout
+    assert f"roles: [{BEFORE}]" in line, line
+    started = time.monotonic()
+    changed = changes(salt(lab, f"{NODE} state.apply", timeout=900))[NODE]
+    took = time.monotonic() - started
+    for sid in ("minion-roles-grain-file-serialize", "distcc-clean-distcc-service-dead",
+                "mpich-clean-pkg-purged", "mpich-clean-computeadm-user-absent", "roles-compute-marker-file-absent"):
+        assert sid in changed, (sid, changed)
+    assert not [sid for sid in changed if sid.startswith(("bind-", "dhcpd-", "keepalived-"))], changed
+    print(f"\n{NODE} back to {BEFORE}: one highstate, {len(changed)} changes, {took:.1f} s")
+    gone = lab.run(NODE, "systemctl is-active distcc; dpkg-query -W -f '${Status}' mpich; id computeadm", check=False)
+    assert "inactive" in gone.stdout and "install ok installed" not in gone.stdout and "uid=" not in gone.stdout, gone
+    assert lab.run(NODE, "systemctl is-active named isc-dhcp-server keepalived", check=False).stdout.split() == [
+        "active"] * 3
+    deadline = time.monotonic() + 30
+    while (roles := _grain_roles(lab, NODE)) != [BEFORE] and time.monotonic() < deadline:
+        time.sleep(3)
+    assert roles == [BEFORE]
+    assert NODE not in salt(lab, "-G roles:compute test.ping", timeout=60)
+    assert changes(salt(lab, f"{NODE} state.apply", timeout=600)) == {NODE: []}
