@@ -277,6 +277,7 @@ def test_bootstrap_minion_over_salt_ssh_init_system_mocked(
         "sshd-config-dropin-file-managed",
         "sshd-service-running",  # reloaded
         "minion-config-file-managed",
+        "minion-roles-grain-file-serialize",
         "minion-key-pem-file-managed",
         "minion-key-pub-file-managed",
         "minion-unit-file-managed",
@@ -300,9 +301,11 @@ def test_bootstrap_minion_over_salt_ssh_init_system_mocked(
         "master": DEPLOYER_IP,
         "id": NODE,
         "master_finger": salt.utils.crypt.pem_finger(str(master_pub), sum_type="sha256"),
-        "grains": {"roles": ["compute"]},
         "start_event_grains": ["cluster_provisioned"],
     }
+    # the roles grain is in the grains file (no restart when it changes), not in the configuration
+    assert _mode(node.path("/etc/salt/grains")) == (0o644, 0, 0)
+    assert yaml.safe_load(node.path("/etc/salt/grains").read_text()) == {"roles": ["compute"]}
     assert re.fullmatch(r"([0-9a-f]{2}:){31}[0-9a-f]{2}", conf["master_finger"])
     # the file landed in the sandbox's overlay, not on the host
     assert node.upper(conf_path).is_file() and not os.path.exists(conf_path)
@@ -311,8 +314,9 @@ def test_bootstrap_minion_over_salt_ssh_init_system_mocked(
         [
             "/opt/salt/bin/python",
             "-c",
-            "import json, salt.config; o = salt.config.minion_config('/etc/salt/minion');"
-            " print(json.dumps([o['id'], o['master'], o['master_finger'], o['grains']['roles']]))",
+            "import json, salt.config, salt.grains.extra as extra; o = salt.config.minion_config('/etc/salt/minion');"
+            " extra.__opts__ = o;"  # the grains file where Salt's own grains loader reads it
+            " print(json.dumps([o['id'], o['master'], o['master_finger'], extra.config()['roles']]))",
         ]
     )
     assert json.loads(loaded.stdout) == [NODE, DEPLOYER_IP, conf["master_finger"], ["compute"]], loaded.stderr
