@@ -1,14 +1,16 @@
 {#- NTP on every node (chrony). The lanservices nodes serve the cluster subnet: upstream from
     the inventory (cluster:network:ntp_upstream), each other as a source, `local stratum ...
-    orphan` while no upstream is reachable, the other's time on (re)start (initstepslew). Every
-    other node is a client of both (and of the VIP, a third vote). Server or client is decided
-    by the inventory (chrony.node, from the node pillar), never by grains. chrony-wait.service,
-    bounded, makes time-sync.target mean "synchronised" (dhcpd and named start after it). #}
+    orphan` while no upstream is reachable, the other's time on (re)start (initstepslew), and
+    the subnet served only after that (a chrony.service drop-in). Every other node is a client of
+    both (and of the VIP, a third vote). Server or client is decided by the inventory
+    (chrony.node, from the node pillar), never by grains. chrony-wait.service, bounded, makes
+    time-sync.target mean "synchronised" (dhcpd and named start after it). #}
 {%- from 'chrony/map.jinja' import chrony with context %}
 {%- set is_server = chrony.node.server %}
 {%- set nspawn = chrony.nspawn %}
 {%- set root = chrony.root %}
 {%- set dropin_state = 'chrony-nspawn-dropin-file-' ~ ('managed' if nspawn else 'absent') %}
+{%- set serve_state = 'chrony-serve-dropin-file-' ~ ('managed' if is_server else 'absent') %}
 {%- if chrony.pkgs %}
 
 chrony-pkg-installed:
@@ -75,6 +77,28 @@ chrony-nspawn-dropin-file-absent:
     - name: {{ root ~ chrony.nspawn_dropin }}
 {%- endif %}
 
+{%- if is_server %}
+
+chrony-serve-dropin-file-managed:
+  file.managed:
+    - name: {{ root ~ chrony.serve_dropin }}
+    - source: salt://chrony/files/serve.conf.jinja
+    - template: jinja
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        node: {{ chrony.node.name | json }}
+        subnet: {{ chrony.node.subnet | json }}
+        socket: {{ chrony.command_socket | json }}
+{%- else %}
+
+chrony-serve-dropin-file-absent:
+  file.absent:
+    - name: {{ root ~ chrony.serve_dropin }}
+{%- endif %}
+
 chrony-wait-dropin-file-managed:
   file.managed:
     - name: {{ root ~ chrony.wait.dropin }}
@@ -101,6 +125,7 @@ chrony-systemd-daemon-reload-cmd-run:
     - name: systemctl daemon-reload
     - onchanges:
       - file: {{ dropin_state }}
+      - file: {{ serve_state }}
       - file: chrony-wait-dropin-file-managed
 
 chrony-service-running:
@@ -116,6 +141,7 @@ chrony-service-running:
       - file: chrony-config-file-managed
       - file: chrony-defaults-file-managed
       - file: {{ dropin_state }}
+      - file: {{ serve_state }}
 
 # enabled, not started: it orders the next boot (started now, it would hold the highstate up to
 # its timeout on a node that is not synchronised yet)

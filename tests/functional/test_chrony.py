@@ -32,7 +32,10 @@ from tests.functional.lannet import (
 
 CONF = "etc/chrony/chrony.conf"
 WAIT_DROPIN = "etc/systemd/system/chrony-wait.service.d/bounded.conf"
+SERVE_DROPIN = "etc/systemd/system/chrony.service.d/serve.conf"
+COMMAND_SOCKET = "/run/chrony/chronyd.sock"
 DEBIAN_WAIT_UNIT = "/lib/systemd/system/chrony-wait.service"
+DEBIAN_UNIT = "/lib/systemd/system/chrony.service"
 INV = yaml.safe_load(INVENTORY.read_text())["cluster"]
 ALPHA, BETA = INV["nodes"]["alpha"]["ip"], INV["nodes"]["beta"]["ip"]
 DELTA, VIP = INV["nodes"]["delta"]["ip"], INV["network"]["vip"]
@@ -72,18 +75,27 @@ def test_test_mode_writes_nothing_real_mode_once(runs):
         assert changed(run["again"]) == {}, name
 
 
-def test_server_config(runs, roots):
+def test_server_config(runs, roots, tmp_path):
     """Orphan mode: the other server as a LAN source, its time first on (re)start, the same
-    local stratum on both, the subnet served."""
+    local stratum on both; the subnet served only once chrony.service has started (after
+    initstepslew), by the unit's ExecStartPost, never from chrony.conf."""
     assert lines(roots["alpha"] / CONF) == [
         f"server {BETA} {LAN_OPTIONS}",
         f"initstepslew 1 {BETA}",
         "local stratum 8 orphan",
-        f"allow {SUBNET}",
         *TAIL,
     ]
     beta = lines(roots["beta"] / CONF)
     assert beta[:3] == [f"server {ALPHA} {LAN_OPTIONS}", f"initstepslew 1 {ALPHA}", "local stratum 8 orphan"]
+    for name in ("alpha", "beta"):
+        assert lines(roots[name] / SERVE_DROPIN) == [
+            "[Service]",
+            f"ExecStartPost=/usr/bin/chronyc -h {COMMAND_SOCKET} allow {SUBNET}",
+        ], name
+    assert not (roots["delta"] / SERVE_DROPIN).exists()
+    if not os.path.exists(DEBIAN_UNIT):
+        pytest.skip(f"no {DEBIAN_UNIT} (package chrony) to verify the drop-in against")
+    assert verify_with_dropin(tmp_path, DEBIAN_UNIT, "chrony.service", roots["alpha"] / SERVE_DROPIN) == []
 
 
 def test_client_config_uses_both_servers_the_vip_votes_and_serves_nobody(runs, roots):
@@ -241,22 +253,29 @@ class NtpLan:
         if drift is not None:
             (run / "drift").write_text(drift)
         # the rendered file, plus run-time paths of this test (later directives win); the
-        # command port stays on the namespace's loopback, for the chrony-wait commands
+        # command port stays on the namespace's loopback, for the chrony-wait commands. chronyd's
+        # own logs of every sample, selection and clock update, for a post-mortem (basetemp)
         (run / "chrony.conf").write_text(
             f"include {self.roots[name] / CONF}\n"
             f"driftfile {run}/drift\npidfile {run}/chronyd.pid\nbindcmdaddress {run}/chronyd.sock\n"
+            f"logdir {run}\nlog measurements selection tracking\n"
         )
 
     def start(self, name):
-        """Start chronyd like chrony.service (Type=forking); seconds until the command returned."""
+        """Start chronyd like chrony.service (Type=forking), then the rendered drop-in's
+        ExecStartPost= commands (a server: the subnet allowed), on this node's command socket;
+        seconds until systemd would see the unit started."""
         run = self.base / name
         started = time.monotonic()
         res = self.lan.run(name, "chronyd", "-x", "-u", "root", "-f", str(run / "chrony.conf"), "-l",
                            str(run / "chronyd.log"), timeout=90)
-        took = time.monotonic() - started
         assert res.returncode == 0, (name, res.stdout, res.stderr, self.log(name))
         self.pids[name] = int((run / "chronyd.pid").read_text())
-        return took
+        for argv in start_post_commands(self.roots[name] / SERVE_DROPIN):
+            argv = [str(run / "chronyd.sock") if arg == COMMAND_SOCKET else arg for arg in argv]
+            res = self.lan.run(name, *argv, timeout=30)
+            assert res.returncode == 0, (name, argv, res.stdout, res.stderr)
+        return time.monotonic() - started
 
     def kill(self, name, sig=signal.SIGKILL):
         pid = self.pids.pop(name, None)
@@ -301,6 +320,14 @@ class NtpLan:
             self.kill(name, signal.SIGTERM)
 
 
+def start_post_commands(dropin):
+    """The ExecStartPost= command lines of a chrony.service drop-in (none when it is absent)."""
+    if not dropin.exists():
+        return []
+    commands = [line.partition("=")[2] for line in lines(dropin) if line.startswith("ExecStartPost=")]
+    return [shlex.split(command) for command in commands]
+
+
 def in_threads(**calls):
     """Run the callables at once; {name: result}."""
     out = {}
@@ -337,6 +364,19 @@ def watch_client(ntp, until, timeout, also=None):
 
 def unsynchronised(samples):
     return [s for s in samples if s[1] is not True]
+
+
+def synchronisation(samples):
+    """How delta fared over ``samples``, for the printed summary: the truth either way."""
+    bad = unsynchronised(samples)
+    if not bad:
+        return f"delta never unsynchronised ({len(samples)} samples)"
+    return f"delta UNSYNCHRONISED in {len(bad)} of {len(samples)} samples: {bad[:5]}"
+
+
+def log_times(text, needle):
+    """The timestamps (ISO, UTC: they sort as text) of the chronyd log lines containing ``needle``."""
+    return [line.split(" ", 1)[0] for line in text.splitlines() if needle in line]
 
 
 @pytest.fixture(scope="module")
@@ -407,8 +447,10 @@ def test_the_client_stays_synchronised_when_the_orphan_parent_loses_power(ntp):
     ntp.ip("alpha", "addr", "del", f"{VIP}/24", "dev", "eth0")
     ntp.ip("beta", "addr", "add", f"{VIP}/24", "dev", "eth0")
     took, samples = watch_client(ntp, lambda s: s[-1][1] and s[-1][2] == BETA, 240, also=lambda: ntp.status("beta"))
-    print(f"\nalpha lost power: delta on beta after {took:.1f} s, never unsynchronised "
-          f"({len(samples)} samples: {samples[0]} ... {samples[-1]})")
+    print(
+        f"\nalpha lost power: delta on beta after {took:.1f} s, {synchronisation(samples)}: "
+        f"{samples[0]} ... {samples[-1]}"
+    )
     assert unsynchronised(samples) == [], unsynchronised(samples)
     beta = ntp.status("beta")
     # its last estimate of the dead parent (until its root distance reaches 1 s), or its own clock
@@ -419,7 +461,8 @@ def test_the_client_stays_synchronised_when_the_orphan_parent_loses_power(ntp):
 
 def test_the_parent_comes_back_without_unsynchronising_the_client(ntp):
     """The flake of issue 12: alpha comes back with a clock that disagrees with beta's. It takes
-    beta's time before it serves its own (initstepslew); the VIP (delta's third vote) is still on
+    beta's time (initstepslew) before it answers anyone: beta, which follows the orphan parent's
+    first answer, takes alpha's clock only once aligned. The VIP (delta's third vote) is still on
     beta until alpha's gate opened (named, then keepalived). delta stays synchronised all along;
     alpha leads again and beta follows it."""
     ntp.ip("alpha", "link", "set", "eth0", "up")
@@ -432,16 +475,31 @@ def test_the_parent_comes_back_without_unsynchronising_the_client(ntp):
     ntp.ip("alpha", "addr", "add", f"{VIP}/24", "dev", "eth0")
 
     def settled(_samples):
+        # beta has selected alpha again (not only its last estimate of the dead parent)
         alpha, beta = ntp.status("alpha"), ntp.status("beta")
-        return alpha["local"] and alpha["stratum"] == 8 and beta["reference"] == ALPHA and beta["stratum"] == 9
+        return (
+            alpha["local"]
+            and alpha["stratum"] == 8
+            and beta["selected"] == ALPHA
+            and beta["reference"] == ALPHA
+            and beta["stratum"] == 9
+        )
 
     took2, more = watch_client(ntp, settled, 120, also=lambda: (ntp.status("alpha"), ntp.status("beta")))
     offset = [line for line in ntp.log("alpha").splitlines() if "initial offset" in line or "initstepslew" in line]
-    print(f"\nalpha back: chronyd started in {done['start']:.1f} s ({offset[-1] if offset else 'no initstepslew line'}), "
-          f"chrony-wait passed {done['gate'][1]:.1f} s later; alpha leading, beta following "
-          f"{took + took2:.1f} s after the start; delta never unsynchronised ({len(samples + more)} samples)")
+    # beta's selections of alpha since alpha's restart (none logged if beta never dropped it)
+    restarted = log_times(ntp.log("alpha"), "chronyd version")[-1]
+    taken = [t for t in log_times(ntp.log("beta"), f"Selected source {ALPHA}") if t >= restarted]
+    print(
+        f"\nalpha back: chronyd started in {done['start']:.1f} s "
+        f"({offset[-1] if offset else 'no initstepslew line'}), chrony-wait passed {done['gate'][1]:.1f} s later; "
+        f"beta took alpha again at {taken or '-'}; alpha leading, beta following {took + took2:.1f} s after the "
+        f"start; {synchronisation(samples + more)}"
+    )
     assert done["gate"][0], done["gate"]
     assert offset and "initial offset" in offset[-1], ntp.log("alpha")
+    aligned = log_times(offset[-1], "initial offset")[0]
+    assert all(t >= aligned for t in taken), ("beta took alpha's clock before it was aligned", aligned, taken)
     assert unsynchronised(samples + more) == [], unsynchronised(samples + more)
 
 
