@@ -3,6 +3,7 @@ pillar as master.d configures it, and the cluster's secrets as bootstrap/generat
 them (sealed copies, GPG key)."""
 
 import importlib.util
+import logging
 import os
 import pathlib
 import shutil
@@ -11,6 +12,7 @@ import sys
 import tempfile
 
 import pytest
+import yaml
 
 # The tests run their own lab (LAB_INSTANCE=test: lab/inventory-test.yaml, its own subnet, bridge
 # and state directory), so `make test` never touches the cluster `make lab` brought up. Set here,
@@ -98,6 +100,32 @@ def salt_factories_default_root_dir():
     shutil.rmtree(root, ignore_errors=True)
 
 
+# Salt's loader options of the deployer's master and of every minion (master.d/loader.conf): every
+# master and minion the tests start runs with them, so the tests load modules as production does.
+LOADER_OPTS = {
+    option: value
+    for option, value in yaml.safe_load((REPO / "master.d" / "loader.conf").read_text()).items()
+    if option != "ssh_minion_opts"
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _production_loader_opts():
+    """Every master and minion salt-factories starts gets production's LOADER_OPTS (a test's own
+    overrides still win)."""
+    from saltfactories.manager import FactoriesManager
+
+    def with_loader_opts(start):
+        def started(self, *args, overrides=None, **kwargs):
+            return start(self, *args, overrides={**LOADER_OPTS, **(overrides or {})}, **kwargs)
+        return started
+
+    with pytest.MonkeyPatch.context() as patch:
+        for kind in ("salt_master_daemon", "salt_minion_daemon"):
+            patch.setattr(FactoriesManager, kind, with_loader_opts(getattr(FactoriesManager, kind)))
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _gpg_agents():
     """gpg starts one agent per keydir (generate-secrets, Salt's renderer): none outlives the tests."""
@@ -130,3 +158,9 @@ def pytest_terminal_summary(terminalreporter):
         for report in SKIPPED:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             terminalreporter.line(f"{report.nodeid}: {reason}")
+
+
+def pytest_unconfigure(config):
+    # Salt's log handlers flush their queued records at interpreter exit, after pytest closed the
+    # streams they were given: without this, every run ends with pages of "--- Logging error ---".
+    logging.raiseExceptions = False

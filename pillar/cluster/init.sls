@@ -12,6 +12,8 @@ signs user certificates for, with their certificates' paths; never any key's con
 ``ssh_signing_policies``: one ``host_<node>``
 policy per other node, which only that minion may use and which pins the principals to its
 name, FQDN and IP (salt/sshd/hostcert.sls asks for it by remote signing).
+``deploy:extension_modules``: the digest of the custom modules minions sync (salt://_<kind>/*.py);
+a node syncs them when it differs from the one it synced last (salt/minion/extensions.sls).
 ``deploy:tls_ca_cert``: the cluster TLS CA's certificate (PEM, public; '' until the deployer's
 highstate made it, salt/tls_ca), for every node's trust store; ``deploy:tls_cert_days``: the
 lifetime of a node's TLS certificate. The deployer alone also gets ``deploy:tls_ca`` (paths of
@@ -20,6 +22,7 @@ the CA key and certificate) and ``x509_signing_policies``: one ``tls_<node>`` po
 and which pins the certificate's subject and names to the node's name, FQDN and IP.
 """
 import glob
+import hashlib
 import os
 
 from rpicluster import model, views
@@ -84,6 +87,18 @@ def _tls_signing_policies(inventory, ca_key, ca_cert, days):
     return policies
 
 
+def _extension_modules_digest():
+    """sha256 over the names and contents of the custom modules a minion syncs: every
+    ``_<kind>/*.py`` of the base file roots (salt/_modules, _states, _grains, _beacons)."""
+    digest = hashlib.sha256()
+    for root in __opts__.get("file_roots", {}).get("base", []):
+        for path in sorted(glob.glob(os.path.join(root, "_*", "*.py"))):
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as handle:
+                digest.update(handle.read() + b"\0")
+    return digest.hexdigest()
+
+
 def run():
     pillar_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = __opts__.get("cluster_inventory") or os.path.join(pillar_root, "cluster", "inventory.yaml")
@@ -121,6 +136,7 @@ def run():
         "ssh_host_cert_ttl": __opts__.get("cluster_ssh_host_cert_ttl", "90d"),
         "tls_ca_cert": _read(tls_ca_cert) + "\n" if os.path.isfile(tls_ca_cert) else "",
         "tls_cert_days": int(__opts__.get("cluster_tls_cert_days", 60)),
+        "extension_modules": _extension_modules_digest(),
     }
     if __opts__.get("id") == deployer["name"]:  # the master pre-accepts every node's key
         keydir = os.path.join(secrets_dir, "minion-keys")

@@ -53,6 +53,9 @@ minion-config-file-managed:
         # the start event carries the provisioned marker: the reactor tells a plain restart
         # (refresh only) from a re-flashed card (rebuild) without asking the minion
         start_event_grains: [cluster_provisioned]
+{%- for option, value in minion.loader | dictsort %}
+        {{ option }}: {{ value | json }}
+{%- endfor %}
 
 {#- The roles grain, in the grains file beside the grains the cluster runner sets
     (cluster_provisioned: merged, never replaced; written in the format grains.setval writes, so

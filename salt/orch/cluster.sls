@@ -20,7 +20,15 @@
       ('compute-k3s-server', [k3s_server]),
       ('compute-agents', orch.compute | reject('eq', k3s_server) | list),
     ] %}
-{%- set previous = [] %}
+
+{#- the custom modules first: a highstate does not sync them (salt/minion/extensions.sls) and a
+    node's first render may call them #}
+orch-cluster-extension-modules-salt-function:
+  salt.function:
+    - name: saltutil.sync_all
+    - tgt: {{ nodes | join(',') }}
+    - tgt_type: list
+{%- set previous = ['orch-cluster-extension-modules-salt-function'] %}
 {%- for step, targets in steps if targets %}
 
 orch-cluster-{{ step }}-salt-state:
@@ -29,10 +37,8 @@ orch-cluster-{{ step }}-salt-state:
     - tgt: {{ targets | join(',') }}
     - tgt_type: list
     - highstate: True
-{%-   if previous %}
     - require:
       - salt: {{ previous[-1] }}
-{%-   endif %}
 {%-   do previous.append('orch-cluster-' ~ step ~ '-salt-state') %}
 {%- endfor %}
 

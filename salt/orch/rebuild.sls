@@ -62,6 +62,15 @@ orch-rebuild-{{ node }}-k3s-rejoin-salt-state:
 {%-     do steps.append('orch-rebuild-' ~ node ~ '-k3s-rejoin-salt-state') %}
 {%-   endif %}
 
+{#- a re-flashed card has none of the custom modules; a highstate does not sync them #}
+orch-rebuild-{{ node }}-extension-modules-salt-function:
+  salt.function:
+    - name: saltutil.sync_all
+    - tgt: {{ node }}
+    - require:
+      - salt: {{ steps[-1] }}
+{%-   do steps.append('orch-rebuild-' ~ node ~ '-extension-modules-salt-function') %}
+
 orch-rebuild-{{ node }}-highstate-salt-state:
   salt.state:
     - timeout: {{ state_timeout }}

@@ -302,6 +302,9 @@ def test_bootstrap_minion_over_salt_ssh_init_system_mocked(
         "id": NODE,
         "master_finger": salt.utils.crypt.pem_finger(str(master_pub), sum_type="sha256"),
         "start_event_grains": ["cluster_provisioned"],
+        # Salt's loader as on the master (master.d/loader.conf); custom modules synced on change
+        "lazy_loader_strict_matching": True,
+        "autoload_dynamic_modules": False,
     }
     # the roles grain is in the grains file (no restart when it changes), not in the configuration
     assert _mode(node.path("/etc/salt/grains")) == (0o644, 0, 0)
@@ -316,10 +319,11 @@ def test_bootstrap_minion_over_salt_ssh_init_system_mocked(
             "-c",
             "import json, salt.config, salt.grains.extra as extra; o = salt.config.minion_config('/etc/salt/minion');"
             " extra.__opts__ = o;"  # the grains file where Salt's own grains loader reads it
-            " print(json.dumps([o['id'], o['master'], o['master_finger'], extra.config()['roles']]))",
+            " print(json.dumps([o['id'], o['master'], o['master_finger'], extra.config()['roles'],"
+            " o['lazy_loader_strict_matching'], o['autoload_dynamic_modules']]))",
         ]
     )
-    assert json.loads(loaded.stdout) == [NODE, DEPLOYER_IP, conf["master_finger"], ["compute"]], loaded.stderr
+    assert json.loads(loaded.stdout) == [NODE, DEPLOYER_IP, conf["master_finger"], ["compute"], True, False], loaded.stderr
 
     # -- the minion service: enabled (the rc2.d link: Salt's service module is debian_service,
     # through the mocked insserv) and running the unit's ExecStart, i.e. the venv's salt-minion

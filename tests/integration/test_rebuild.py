@@ -170,8 +170,9 @@ def test_a_reflashed_node_is_rebuilt_by_the_reactor(minions, provisioned, salt_m
     steps = _steps(run)
     assert all(s["result"] is True for s in steps.values()), {k: s["comment"] for k, s in steps.items()}
     order = [sid for sid, _ in sorted(steps.items(), key=lambda kv: kv[1]["__run_num__"])]
-    assert order[:6] == [
+    assert order[:7] == [
         f"orch-rebuild-{node}-lock-salt-runner",
+        f"orch-rebuild-{node}-extension-modules-salt-function",
         f"orch-rebuild-{node}-highstate-salt-state",
         f"orch-rebuild-{node}-healthy-salt-runner",
         f"orch-rebuild-{node}-mine-update-salt-function",
@@ -263,6 +264,7 @@ def test_orch_cluster_rolls_out_in_order_and_marks_every_node(minions, salt_mast
     order = [sid for sid, _ in sorted(steps.items(), key=lambda kv: kv[1]["__run_num__"])]
     # one compute node here (delta, the k3s server): no agents step
     assert order == [
+        "orch-cluster-extension-modules-salt-function",  # every node's custom modules, first
         "orch-cluster-deployer-salt-state",
         "orch-cluster-lanservices-primary-salt-state",
         "orch-cluster-lanservices-secondary-salt-state",
@@ -273,7 +275,7 @@ def test_orch_cluster_rolls_out_in_order_and_marks_every_node(minions, salt_mast
     ]
     starts = [steps[s]["start_time"] for s in order]
     assert starts == sorted(starts)
-    for sid, node in zip(order[:4], ("psi", "alpha", "beta", "delta"), strict=True):
+    for sid, node in zip(order[1:5], ("psi", "alpha", "beta", "delta"), strict=True):
         named = {n for n in NODES if n in steps[sid]["comment"]}
         assert named == {node}, steps[sid]["comment"]  # each step highstated its node only
     # every node carries the marker, the one the master recorded

@@ -44,7 +44,7 @@ def test_one_table_of_its_own_replaced_atomically(rendered):
 
 def test_compute_node(rendered):
     text, fw = rendered["compute"]
-    assert fw["sls"] == ["network", "admin", "admin.default_user_absent", "sshd", "minion", "chrony", "sshd.hostcert", "tls",
+    assert fw["sls"] == ["network", "admin", "admin.default_user_absent", "sshd", "minion", "minion.extensions", "chrony", "sshd.hostcert", "tls",
                          "firewall", "distcc", "mpich", "k3s"]
     for node in IP:
         assert accepts(text, IP[node], "tcp", 3632), node
