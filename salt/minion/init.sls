@@ -74,9 +74,14 @@ minion-roles-grain-file-serialize:
     - makedirs: True
     - mode: '0644'
 
+{#- The running minion re-reads its grains, then sends them with a pillar request, which is when
+    the master's cache (what `salt -G` expects answers from) learns them: refresh_pillar reloads
+    the grains first, and wait=True returns once that pillar came back, so the master targets the
+    node by its new roles when this highstate returns (saltutil.refresh_grains fires the same
+    refresh without waiting). #}
 minion-grains-refresh-cmd-run:
   cmd.run:
-    - name: {{ minion.venv }}/bin/salt-call --local -l quiet saltutil.refresh_grains
+    - name: {{ minion.venv }}/bin/salt-call --local -l quiet saltutil.refresh_pillar wait=True timeout=60
     - onlyif: systemctl is-active --quiet {{ minion.service }}
     - onchanges:
       - file: minion-roles-grain-file-serialize

@@ -46,6 +46,7 @@ def test_orchestration_applies_deployer_then_lanservices_then_compute(minions, s
     assert all(step["result"] for step in steps.values()), steps
     order = [sid.split("_|-")[1] for sid, _ in sorted(steps.items(), key=lambda kv: kv[1]["__run_num__"])]
     assert order == [
+        "orch-cluster-extension-modules-salt-function",  # every node's custom modules, first
         "orch-cluster-deployer-salt-state",
         "orch-cluster-lanservices-primary-salt-state",
         "orch-cluster-lanservices-secondary-salt-state",
