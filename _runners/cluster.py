@@ -1728,18 +1728,24 @@ def _backup_dirs():
         "master keys (accepted minion keys included)": __opts__.get("pki_dir", "/etc/salt/pki/master"),
         "secrets, SSH CA, minion keys": __opts__.get("cluster_secrets_dir", "/etc/salt/cluster-secrets"),
         "GPG keyring of the encrypted secrets": __opts__.get("gpg_keydir") or "/etc/salt/gpgkeys",
+        # without them a restored master takes every node for never provisioned, and a card
+        # re-flashed after the restore waits for orch.cluster instead of being rebuilt
+        "provisioned records": os.path.join(__opts__.get("cachedir", "/var/cache/salt/master"), "cluster",
+                                            "provisioned"),
     }
     return {what: path for what, path in dirs.items() if path and os.path.isdir(path)}
 
 
-def _backup_files(directory):
-    """The regular files under ``directory`` (no sockets, no lock files), sorted."""
+def _backup_files(directory, skip=()):
+    """The regular files under ``directory`` (no sockets, no lock files, none named in
+    ``skip``), sorted."""
     out = []
     for root, subdirs, files in os.walk(directory):
         subdirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
-            if not name.startswith(_BACKUP_SKIP) and os.path.isfile(path) and not os.path.islink(path):
+            if (not name.startswith(_BACKUP_SKIP) and name not in skip and os.path.isfile(path)
+                    and not os.path.islink(path)):
                 out.append(path)
     return out
 
@@ -1775,8 +1781,9 @@ def backup(path, passphrase_file=None, leases=True):
     Write one encrypted archive of everything the deployer holds that the repository does not:
     the master's keys and the minion keys it accepted, the secrets directory (secrets, SSH CA,
     each node's minion key, admin certificates, the TLS CA when there is one), the GPG keyring
-    the repository's secrets are encrypted to, and the DHCP lease databases of the lanservices
-    pair. Encrypted (gpg, AES256) with the passphrase in ``passphrase_file``, else with one made
+    the repository's secrets are encrypted to, the master's provisioned records of the other
+    nodes (so a node re-flashed after a restore is still rebuilt), and the DHCP lease databases
+    of the lanservices pair. Encrypted (gpg, AES256) with the passphrase in ``passphrase_file``, else with one made
     once in the secrets directory (``backup.passphrase``: copy it off the card). The archive is
     written 0600, atomically; ``bootstrap/deployer --restore ARCHIVE --passphrase-file FILE``
     rebuilds a deployer from it.
@@ -1810,8 +1817,12 @@ def backup(path, passphrase_file=None, leases=True):
             tar.addfile(info, io.BytesIO(data))
             return hashlib.sha256(data).hexdigest()
 
-        for directory in dirs.values():
-            for file in _backup_files(directory):
+        for what, directory in dirs.items():
+            # the deployer's own record stays out: its reactor cannot rebuild the card it runs
+            # on (this archive does); restored, it would send the restored deployer's first
+            # minion start to orch.rebuild
+            skip = (views.deployer(inv),) if what == "provisioned records" else ()
+            for file in _backup_files(directory, skip):
                 with salt.utils.files.fopen(file, "rb") as handle:
                     data = handle.read()
                 mode = os.stat(file).st_mode & 0o7777

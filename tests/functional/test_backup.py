@@ -16,6 +16,7 @@ from tests.conftest import INVENTORY, REPO, STATE_TREE, load_by_path
 
 RESTORE = REPO / "bootstrap" / "restore-backup"
 LEASES = "lease 192.168.10.201 {\n  binding state active;\n}\n"
+DEPLOYER = "psi"  # the deployer of the project inventory
 
 
 @pytest.fixture
@@ -24,6 +25,7 @@ def deployer(tmp_path, monkeypatch):
     socket) and the runner pointed at it."""
     live = tmp_path / "live"
     pki, secrets, gpg = live / "pki" / "master", live / "cluster-secrets", live / "gpgkeys"
+    records = live / "cache" / "cluster" / "provisioned"
     for path, text, mode in [
         (pki / "master.pem", "-----BEGIN RSA PRIVATE KEY-----\nmaster\n", 0o400),
         (pki / "master.pub", "-----BEGIN PUBLIC KEY-----\nmaster\n", 0o644),
@@ -32,6 +34,9 @@ def deployer(tmp_path, monkeypatch):
         (secrets / "ssh" / "ca_ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----\nca\n", 0o600),
         (secrets / "minion-keys" / "alpha.pem", "-----BEGIN RSA PRIVATE KEY-----\nalpha\n", 0o600),
         (gpg / "private-keys-v1.d" / "ABCD.key", "(private-key gpg)\n", 0o600),
+        # the master's provisioned records (salt-run cluster.mark_provisioned writes them)
+        (records / "alpha", '{"time": "2026-12-01T10:00:00+00:00"}', 0o644),
+        (records / DEPLOYER, '{"time": "2026-12-01T09:00:00+00:00"}', 0o644),
     ]:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.write_text(text)
@@ -41,6 +46,7 @@ def deployer(tmp_path, monkeypatch):
     runner = load_by_path("cluster_runner_backup", REPO / "_runners" / "cluster.py")
     runner.__opts__ = {"cluster_inventory": str(INVENTORY), "file_roots": {"base": [str(STATE_TREE)]},
                        "pki_dir": str(pki), "cluster_secrets_dir": str(secrets), "gpg_keydir": str(gpg),
+                       "cachedir": str(live / "cache"),
                        "log_file": str(tmp_path / "master.log")}
     runner.__context__ = {}
     calls = []
@@ -75,7 +81,8 @@ def test_backup_then_restore_gives_back_every_file_with_its_mode(deployer, tmp_p
     runner, live = deployer
     archive = tmp_path / "deployer.tar.gpg"
     ret = runner.backup(str(archive))
-    assert ret["archive"] == str(archive) and ret["files"] == 8, ret  # 7 and the passphrase it made
+    # 8 files (not the deployer's own provisioned record) and the passphrase it made
+    assert ret["archive"] == str(archive) and ret["files"] == 9, ret
     assert ret["dhcp_leases"] == ["alpha", "beta"]
     assert [c[1:] for c in runner.calls] == [("file.read", ["/var/lib/dhcp/dhcpd.leases"])]
     assert sorted(runner.calls[0][0]) == ["alpha", "beta"]  # the lanservices pair, by ID
@@ -89,15 +96,21 @@ def test_backup_then_restore_gives_back_every_file_with_its_mode(deployer, tmp_p
     root = tmp_path / "fresh-card"
     proc = _restore(archive, passphrase, root)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("restored 8 file(s), 0 already in place"), proc.stdout
+    assert proc.stdout.startswith("restored 9 file(s), 0 already in place"), proc.stdout
     restored = _tree(root / str(live).lstrip("/"))
-    assert restored == _tree(live)  # content and mode of every file; the agent socket is not there
+    record = f"cache/cluster/provisioned/{DEPLOYER}"
+    # content and mode of every file; the agent socket is not there
+    assert restored == {path: v for path, v in _tree(live).items() if path != record}
     assert "gpgkeys/S.gpg-agent" not in restored
+    # the other nodes' records are back (a re-flashed card is rebuilt), not the deployer's own:
+    # its restored minion's first start must not send it to orch.rebuild
+    assert json.loads(restored["cache/cluster/provisioned/alpha"][0]) == {"time": "2026-12-01T10:00:00+00:00"}
+    assert record not in restored
     leases = root / "var" / "backups" / "cluster" / "dhcp"
     assert (leases / "alpha.leases").read_text() == LEASES
     # a second run changes nothing, and a second backup reuses the passphrase
     again = _restore(archive, passphrase, root)
-    assert again.returncode == 0 and again.stdout.startswith("restored 0 file(s), 8 already in place"), again
+    assert again.returncode == 0 and again.stdout.startswith("restored 0 file(s), 9 already in place"), again
     runner.backup(str(tmp_path / "second.tar.gpg"))
     assert passphrase.read_text() == first
 
@@ -156,4 +169,4 @@ def test_a_tampered_archive_is_refused(deployer, tmp_path):
     assert "checksum mismatch" in proc.stderr or "unexpected member" in proc.stderr, proc.stderr
     assert not (tmp_path / "card").exists()
     manifest = json.loads((work / "MANIFEST.json").read_text())
-    assert manifest["deployer"] == "psi" and len(manifest["files"]) == 7
+    assert manifest["deployer"] == "psi" and len(manifest["files"]) == 8  # 7, and alpha's provisioned record

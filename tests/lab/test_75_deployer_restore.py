@@ -5,7 +5,8 @@ leave psi (to the lab host, as an admin copies them off the card); psi is re-fla
 (`python3 -m lab reflash psi`: a vanilla card, new host keys) and rebuilt with
 `python3 -m lab restore-deployer` (the checkout and the archive onto the card,
 `bootstrap/deployer --restore`). Then every minion answers with the key it had, nothing
-accepted by hand, the master's key is the one the minions pinned; DNS through the VIP never
+accepted by hand, the master's key is the one the minions pinned, the master still knows which
+nodes it provisioned (a card re-flashed after the restore is rebuilt); DNS through the VIP never
 stopped (dnsperf for the whole round trip: no query lost), a new DHCP client gets a lease while
 psi is down, alpha keeps the VIP; a highstate of the other nodes changes nothing, and psi's
 second one neither.
@@ -18,7 +19,7 @@ import time
 import pytest
 
 from lab.probe import DhcpClient
-from tests.lab.conftest import DnsLoad, changes, salt
+from tests.lab.conftest import DnsLoad, changes, salt, salt_run
 
 pytestmark = pytest.mark.lab
 
@@ -83,6 +84,11 @@ def test_the_deployer_comes_back_from_its_backup(rolled_out, tmp_path):
     master_after, keys_after = _keys(rolled_out)
     assert master_after == master_before, "the master's key changed: the minions would refuse it"
     assert keys_after == keys_before, keys_after
+    # the master's provisioned records came back: a card re-flashed now is rebuilt, not ignored
+    # as never provisioned (the deployer's own record stays out of the archive)
+    code, plan, err = salt_run(rolled_out, "cluster.build_plan gamma", timeout=120)
+    assert code == 0 and isinstance(plan, dict), (plan, err)
+    assert plan["action"] == "build" and "re-flashed" in plan["reason"], plan
     assert salt(rolled_out, "'*' test.ping", timeout=60) == {n: True for n in NODES}
     assert _holds_vip(rolled_out, "alpha", vip) and not _holds_vip(rolled_out, "beta", vip)
     for node in ("alpha", "beta"):
