@@ -1720,6 +1720,7 @@ def history(limit=HISTORY_LIMIT, node=None):
 BACKUP_FORMAT = 1
 BACKUP_PASSPHRASE = "backup.passphrase"  # in the secrets dir unless the admin names a file
 _BACKUP_SKIP = ("S.", ".#", "random_seed")  # gpg-agent sockets, lock files
+_PROVISIONED_RECORDS = "provisioned records"  # the one directory of the archive read per node
 
 
 def _backup_dirs():
@@ -1730,7 +1731,7 @@ def _backup_dirs():
         "GPG keyring of the encrypted secrets": __opts__.get("gpg_keydir") or "/etc/salt/gpgkeys",
         # without them a restored master takes every node for never provisioned, and a card
         # re-flashed after the restore waits for orch.cluster instead of being rebuilt
-        "provisioned records": os.path.join(__opts__.get("cachedir", "/var/cache/salt/master"), "cluster",
+        _PROVISIONED_RECORDS: os.path.join(__opts__.get("cachedir", "/var/cache/salt/master"), "cluster",
                                             "provisioned"),
     }
     return {what: path for what, path in dirs.items() if path and os.path.isdir(path)}
@@ -1783,10 +1784,10 @@ def backup(path, passphrase_file=None, leases=True):
     each node's minion key, admin certificates, the TLS CA when there is one), the GPG keyring
     the repository's secrets are encrypted to, the master's provisioned records of the other
     nodes (so a node re-flashed after a restore is still rebuilt), and the DHCP lease databases
-    of the lanservices pair. Encrypted (gpg, AES256) with the passphrase in ``passphrase_file``, else with one made
-    once in the secrets directory (``backup.passphrase``: copy it off the card). The archive is
-    written 0600, atomically; ``bootstrap/deployer --restore ARCHIVE --passphrase-file FILE``
-    rebuilds a deployer from it.
+    of the lanservices pair. Encrypted (gpg, AES256) with the passphrase in ``passphrase_file``,
+    else with one made once in the secrets directory (``backup.passphrase``: copy it off the
+    card). The archive is written 0600, atomically; ``bootstrap/deployer --restore ARCHIVE
+    --passphrase-file FILE`` rebuilds a deployer from it.
 
     CLI Example:
 
@@ -1821,7 +1822,7 @@ def backup(path, passphrase_file=None, leases=True):
             # the deployer's own record stays out: its reactor cannot rebuild the card it runs
             # on (this archive does); restored, it would send the restored deployer's first
             # minion start to orch.rebuild
-            skip = (views.deployer(inv),) if what == "provisioned records" else ()
+            skip = (views.deployer(inv),) if what == _PROVISIONED_RECORDS else ()
             for file in _backup_files(directory, skip):
                 with salt.utils.files.fopen(file, "rb") as handle:
                     data = handle.read()
