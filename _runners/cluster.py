@@ -1720,7 +1720,6 @@ def history(limit=HISTORY_LIMIT, node=None):
 BACKUP_FORMAT = 1
 BACKUP_PASSPHRASE = "backup.passphrase"  # in the secrets dir unless the admin names a file
 _BACKUP_SKIP = ("S.", ".#", "random_seed")  # gpg-agent sockets, lock files
-_PROVISIONED_RECORDS = "provisioned records"  # the one directory of the archive read per node
 
 
 def _backup_dirs():
@@ -1731,8 +1730,7 @@ def _backup_dirs():
         "GPG keyring of the encrypted secrets": __opts__.get("gpg_keydir") or "/etc/salt/gpgkeys",
         # without them a restored master takes every node for never provisioned, and a card
         # re-flashed after the restore waits for orch.cluster instead of being rebuilt
-        _PROVISIONED_RECORDS: os.path.join(__opts__.get("cachedir", "/var/cache/salt/master"), "cluster",
-                                            "provisioned"),
+        "provisioned records": _records("provisioned"),
     }
     return {what: path for what, path in dirs.items() if path and os.path.isdir(path)}
 
@@ -1818,11 +1816,11 @@ def backup(path, passphrase_file=None, leases=True):
             tar.addfile(info, io.BytesIO(data))
             return hashlib.sha256(data).hexdigest()
 
-        for what, directory in dirs.items():
+        for directory in dirs.values():
             # the deployer's own record stays out: its reactor cannot rebuild the card it runs
             # on (this archive does); restored, it would send the restored deployer's first
             # minion start to orch.rebuild
-            skip = (views.deployer(inv),) if what == _PROVISIONED_RECORDS else ()
+            skip = (views.deployer(inv),) if directory == _records("provisioned") else ()
             for file in _backup_files(directory, skip):
                 with salt.utils.files.fopen(file, "rb") as handle:
                     data = handle.read()
