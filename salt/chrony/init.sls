@@ -8,19 +8,16 @@
 {%- from 'chrony/map.jinja' import chrony with context %}
 {%- set is_server = chrony.node.server %}
 {%- set nspawn = chrony.nspawn %}
-{%- set root = chrony.root %}
 {%- set dropin_state = 'chrony-nspawn-dropin-file-' ~ ('managed' if nspawn else 'absent') %}
 {%- set serve_state = 'chrony-serve-dropin-file-' ~ ('managed' if is_server else 'absent') %}
-{%- if chrony.pkgs %}
 
 chrony-pkg-installed:
   pkg.installed:
     - pkgs: {{ chrony.pkgs | json }}
-{%- endif %}
 
 chrony-config-file-managed:
   file.managed:
-    - name: {{ root ~ chrony.config }}
+    - name: {{ chrony.config }}
     - makedirs: True
     - source: salt://chrony/files/chrony.conf.jinja
     - template: jinja
@@ -37,14 +34,12 @@ chrony-config-file-managed:
         subnet: {{ chrony.node.subnet | json }}
     # chronyd -p parses the candidate (unknown or malformed directives fail) and exits
     - check_cmd: /usr/sbin/chronyd -p -f
-{%- if chrony.pkgs %}
     - require:
       - pkg: chrony-pkg-installed
-{%- endif %}
 
 chrony-defaults-file-managed:
   file.managed:
-    - name: {{ root ~ chrony.defaults_file }}
+    - name: {{ chrony.defaults_file }}
     - makedirs: True
     - source: salt://chrony/files/chrony.default.jinja
     - template: jinja
@@ -54,16 +49,14 @@ chrony-defaults-file-managed:
     - context:
         nspawn: {{ nspawn | json }}
         daemon_opts: {{ (chrony.nspawn_daemon_opts if nspawn else chrony.daemon_opts) | json }}
-{%- if chrony.pkgs %}
     - require:
       - pkg: chrony-pkg-installed
-{%- endif %}
 
 {%- if nspawn %}
 
 chrony-nspawn-dropin-file-managed:
   file.managed:
-    - name: {{ root ~ chrony.nspawn_dropin }}
+    - name: {{ chrony.nspawn_dropin }}
     - source: salt://chrony/files/nspawn.conf.jinja
     - template: jinja
     - makedirs: True
@@ -74,14 +67,14 @@ chrony-nspawn-dropin-file-managed:
 
 chrony-nspawn-dropin-file-absent:
   file.absent:
-    - name: {{ root ~ chrony.nspawn_dropin }}
+    - name: {{ chrony.nspawn_dropin }}
 {%- endif %}
 
 {%- if is_server %}
 
 chrony-serve-dropin-file-managed:
   file.managed:
-    - name: {{ root ~ chrony.serve_dropin }}
+    - name: {{ chrony.serve_dropin }}
     - source: salt://chrony/files/serve.conf.jinja
     - template: jinja
     - makedirs: True
@@ -96,12 +89,12 @@ chrony-serve-dropin-file-managed:
 
 chrony-serve-dropin-file-absent:
   file.absent:
-    - name: {{ root ~ chrony.serve_dropin }}
+    - name: {{ chrony.serve_dropin }}
 {%- endif %}
 
 chrony-wait-dropin-file-managed:
   file.managed:
-    - name: {{ root ~ chrony.wait.dropin }}
+    - name: {{ chrony.wait.dropin }}
     - source: salt://chrony/files/chrony-wait.conf.jinja
     - template: jinja
     - makedirs: True
@@ -114,11 +107,8 @@ chrony-wait-dropin-file-managed:
         local_stratum: {{ chrony.local_stratum }}
         # chronyd -x (nspawn) never corrects the clock: its "remaining correction" means nothing
         max_correction: {{ (0 if nspawn else chrony.wait.max_correction) | json }}
-{%- if chrony.pkgs %}
     - require:
       - pkg: chrony-pkg-installed
-{%- endif %}
-{%- if chrony.manage_service %}
 
 chrony-systemd-daemon-reload-cmd-run:
   cmd.run:
@@ -135,9 +125,7 @@ chrony-service-running:
     - require:
       - cmd: chrony-systemd-daemon-reload-cmd-run
     - watch:
-{%- if chrony.pkgs %}
       - pkg: chrony-pkg-installed
-{%- endif %}
       - file: chrony-config-file-managed
       - file: chrony-defaults-file-managed
       - file: {{ dropin_state }}
@@ -151,4 +139,3 @@ chrony-wait-service-enabled:
     - require:
       - cmd: chrony-systemd-daemon-reload-cmd-run
       - service: chrony-service-running
-{%- endif %}

@@ -217,10 +217,24 @@ class Node:
         self.name = config["id"]
         self.fs = NodeFs(root)
         self.root = self.fs.root
+        self._loaders = None
 
     def sls(self, name, **kwargs):
         """``state.sls name`` applied in the node's files (a ``MultiStateResult``)."""
         return self.fs.sls(self.config, name, **kwargs)
+
+    def sls_id(self, state_id, name, **kwargs):
+        """``state.sls_id state_id name`` applied in the node's files."""
+        return MultiStateResult(self.fs.call(
+            self.config, lambda loaders: loaders.modules.state.sls_id(state_id, name, **kwargs).raw))
+
+    @property
+    def loaders(self):
+        """Loaders in the test's own process, for modules that touch none of the node's files
+        (e.g. a status read over a daemon's socket)."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.config, loaded_base_name=f"{__name__}.{self.name}{next(_SEQ)}.host")
+        return self._loaders
 
     def call(self, fn, netns=None):
         """``fn(loaders)`` in the node's files (and network namespace ``netns``)."""

@@ -18,17 +18,16 @@ import pytest
 import yaml
 
 from tests.conftest import INVENTORY
-from tests.functional import lanpair
 from tests.functional.lannet import (
     HAVE_NETNS,
     Switch,
     by_id,
     changed,
     failed,
-    node_loaders,
     verify_unit,
     wait_for,
 )
+from tests.functional.nodefs import make_node
 
 CONF = "etc/chrony/chrony.conf"
 WAIT_DROPIN = "etc/systemd/system/chrony-wait.service.d/bounded.conf"
@@ -57,12 +56,12 @@ def roots(tmp_path_factory):
 def runs(salt_factories, roots, secrets_dir):
     out = {}
     for name in roots:
-        loaders = node_loaders(salt_factories, name, roots[name], secrets_dir)
-        dry = loaders.modules.state.sls("chrony", test=True)
-        written = sorted(str(p) for p in roots[name].rglob("*") if p.is_file())
-        real = loaders.modules.state.sls("chrony")
-        again = loaders.modules.state.sls("chrony")
-        out[name] = {"loaders": loaders, "dry": dry, "written_by_dry_run": written, "real": real, "again": again}
+        node = make_node(salt_factories, name, roots[name], secrets_dir)
+        dry = node.sls("chrony", test=True)
+        written = node.fs.written()
+        real = node.sls("chrony")
+        again = node.sls("chrony")
+        out[name] = {"node": node, "dry": dry, "written_by_dry_run": written, "real": real, "again": again}
     return out
 
 
@@ -73,6 +72,16 @@ def test_test_mode_writes_nothing_real_mode_once(runs):
         assert by_id(run["dry"], "chrony-wait-dropin-file-managed")["result"] is None
         assert run["written_by_dry_run"] == []
         assert changed(run["again"]) == {}, name
+
+
+def test_the_service_runs_enabled_and_chrony_wait_is_enabled_mocked_systemctl(runs):
+    for name, run in runs.items():
+        units = run["node"].fs.units()
+        assert units["chrony.service"] == {"active": True, "enabled": True}, (name, units)
+        assert units["chrony-wait.service"] == {"enabled": True}, (name, units)
+        # the unit files changed in the first run: systemd re-read them before the start
+        calls = run["node"].fs.systemctl_calls()
+        assert calls.index("daemon-reload") < calls.index("start chrony.service"), (name, calls)
 
 
 def test_server_config(runs, roots, tmp_path):
@@ -108,8 +117,8 @@ def test_client_config_uses_both_servers_the_vip_votes_and_serves_nobody(runs, r
 
 
 def test_client_config_without_the_vip_vote(salt_factories, tmp_path, secrets_dir):
-    loaders = node_loaders(salt_factories, "psi", tmp_path, secrets_dir, chrony={"vip_vote": False})
-    assert not failed(loaders.modules.state.sls("chrony"))
+    node = make_node(salt_factories, "psi", tmp_path, secrets_dir, chrony={"vip_vote": False})
+    assert not failed(node.sls("chrony"))
     assert lines(tmp_path / CONF) == [f"server {ALPHA} {LAN_OPTIONS}", f"server {BETA} {LAN_OPTIONS}", *TAIL]
 
 
@@ -125,8 +134,8 @@ def test_not_on_nspawn_no_dropin_and_clock_control(runs, roots):
 
 
 def test_on_nspawn_the_unit_runs_without_cap_sys_time_and_never_sets_the_clock(salt_factories, tmp_path, secrets_dir):
-    loaders = node_loaders(salt_factories, "delta", tmp_path, secrets_dir, grains={"virtual": "systemd-nspawn"})
-    ret = loaders.modules.state.sls("chrony")
+    node = make_node(salt_factories, "delta", tmp_path, secrets_dir, grains={"virtual": "systemd-nspawn"})
+    ret = node.sls("chrony")
     assert not failed(ret), failed(ret)
     assert lines(tmp_path / "etc/default/chrony") == ['DAEMON_OPTS="-F 1 -x"']
     assert lines(tmp_path / "etc/systemd/system/chrony.service.d/nspawn.conf") == ["[Unit]", "ConditionCapability="]
@@ -139,9 +148,9 @@ def test_upstream_servers_from_the_inventory(salt_factories, tmp_path, secrets_d
     inv["cluster"]["network"]["ntp_upstream"] = ["192.0.2.123", "ntp.example.org"]
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inv))
-    server = node_loaders(salt_factories, "beta", tmp_path / "beta", secrets_dir, inventory=path)
-    client = node_loaders(salt_factories, "zeta", tmp_path / "zeta", secrets_dir, inventory=path)
-    assert not failed(server.modules.state.sls("chrony")) and not failed(client.modules.state.sls("chrony"))
+    server = make_node(salt_factories, "beta", tmp_path / "beta", secrets_dir, inventory=path)
+    client = make_node(salt_factories, "zeta", tmp_path / "zeta", secrets_dir, inventory=path)
+    assert not failed(server.sls("chrony")) and not failed(client.sls("chrony"))
     # upstream at chrony's own polling, first; the other server and orphan mode still there
     assert lines(tmp_path / "beta" / CONF)[:5] == [
         "server 192.0.2.123 iburst", "server ntp.example.org iburst", f"server {ALPHA} {LAN_OPTIONS}",
@@ -153,8 +162,8 @@ def test_upstream_servers_from_the_inventory(salt_factories, tmp_path, secrets_d
 def test_a_broken_config_is_rejected_and_the_live_one_stays(runs, salt_factories, roots, secrets_dir):
     conf = roots["delta"] / CONF
     before = conf.read_bytes()
-    broken = node_loaders(salt_factories, "delta", roots["delta"], secrets_dir, chrony={"server_options": "iburst bogus"})
-    ret = broken.modules.state.sls("chrony")
+    broken = make_node(salt_factories, "delta", roots["delta"], secrets_dir, chrony={"server_options": "iburst bogus"})
+    ret = broken.sls("chrony")
     result = by_id(ret, "chrony-config-file-managed")
     assert result["result"] is False and "check_cmd execution failed" in result["comment"]
     assert conf.read_bytes() == before
@@ -213,12 +222,12 @@ def test_chrony_wait_is_bounded_and_accepts_the_orphan_parent_on_servers(runs, r
 
 def test_dhcpd_and_named_start_after_time_sync(salt_factories, tmp_path, secrets_dir):
     dhcpd_root, bind_root = tmp_path / "dhcpd", tmp_path / "bind"
-    dhcpd = node_loaders(salt_factories, "alpha", dhcpd_root, secrets_dir, dhcpd={"interface": "eth0"})
+    dhcpd = make_node(salt_factories, "alpha", dhcpd_root, secrets_dir, dhcpd={"interface": "eth0"})
     for sid in ("dhcpd-unit-file-managed", "dhcpd-time-sync-dropin-file-managed"):
-        ret = dhcpd.modules.state.sls_id(sid, "dhcpd")
+        ret = dhcpd.sls_id(sid, "dhcpd")
         assert not failed(ret), failed(ret)
-    bind = lanpair.node_loaders(salt_factories, "alpha", bind_root, secrets_dir)
-    ret = bind.modules.state.sls_id("bind-time-sync-dropin-file-managed", "bind")
+    bind = make_node(salt_factories, "alpha", bind_root, secrets_dir, grains={"roles": ["lanservices"]})
+    ret = bind.sls_id("bind-time-sync-dropin-file-managed", "bind")
     assert not failed(ret), failed(ret)
     unit = dhcpd_root / "etc/systemd/system/isc-dhcp-server.service"
     dhcpd_dropin = dhcpd_root / "etc/systemd/system/isc-dhcp-server.service.d/time-sync.conf"
@@ -294,7 +303,7 @@ class NtpLan:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def status(self, name):
-        return self.runs[name]["loaders"].modules.chrony.status(socket=str(self.base / name / "chronyd.sock"))
+        return self.runs[name]["node"].loaders.modules.chrony.status(socket=str(self.base / name / "chronyd.sock"))
 
     def gate(self, name):
         """Run the rendered chrony-wait drop-in's commands in the node as systemd would: in
