@@ -5,7 +5,7 @@
 {%- from 'lib/map.jinja' import cleandata with context %}
 {%- from 'lib/clean.jinja' import clean with context %}
 {%- set dhcpd = cleandata('dhcpd', ['omapi.key_file', 'unit_file']) | load_json %}
-{%- if dhcpd.present and dhcpd.manage_service and not dhcpd.root %}
+{%- if dhcpd.present %}
 
 dhcpd-clean-commits-beacon-absent:
   beacon.absent:

@@ -13,33 +13,28 @@
 {%- if not node.interface %}
 {{ raise('no interface of ' ~ node.name ~ ' holds its inventory address ' ~ node.ip ~ ': configure the address, or name the interface in dhcpd:lookup:interface') }}
 {%- endif %}
-{%- set root = dhcpd.root %}
 {#- no -q: it also silences the errors, which the state's comment should show #}
 {%- set check_cmd = '/usr/sbin/dhcpd -4 -t -cf' %}
 {#- the candidate goes beside the live file: dhcpd's AppArmor profile reads /etc/dhcp only #}
 {%- set check_dir = dhcpd.config_dir %}
 {%- set watched = ['dhcpd-omapi-key-file-managed', 'dhcpd-config-file-managed', 'dhcpd-defaults-file-managed',
                    'dhcpd-unit-file-managed'] + (['dhcpd-omapi-guard-file-managed'] if dhcpd.omapi.localhost_only else []) %}
-{%- if dhcpd.pkgs %}
 
 dhcpd-pkg-installed:
   pkg.installed:
     - pkgs: {{ dhcpd.pkgs | json }}
-{%- endif %}
 
 dhcpd-config-dir-file-directory:
   file.directory:
     - name: {{ check_dir }}
     - makedirs: True
-{%- if dhcpd.pkgs %}
     - require:
       - pkg: dhcpd-pkg-installed
-{%- endif %}
 
 # The key alone is a valid dhcpd.conf: checked like the main file. Its diff is never shown.
 dhcpd-omapi-key-file-managed:
   file.managed:
-    - name: {{ root ~ dhcpd.omapi.key_file }}
+    - name: {{ dhcpd.omapi.key_file }}
     - source: salt://dhcpd/files/omapi.key.jinja
     - template: jinja
     - user: root
@@ -60,7 +55,7 @@ dhcpd-omapi-key-file-managed:
 
 dhcpd-commit-hook-file-managed:
   file.managed:
-    - name: {{ root ~ dhcpd.commit_hook }}
+    - name: {{ dhcpd.commit_hook }}
     - source: salt://dhcpd/files/cluster-dhcp-commit.jinja
     - template: jinja
     - makedirs: True
@@ -73,7 +68,7 @@ dhcpd-commit-hook-file-managed:
 
 dhcpd-config-file-managed:
   file.managed:
-    - name: {{ root ~ dhcpd.config }}
+    - name: {{ dhcpd.config }}
     - source: salt://dhcpd/files/dhcpd.conf.jinja
     - template: jinja
     - user: root
@@ -95,7 +90,7 @@ dhcpd-config-file-managed:
 
 dhcpd-omapi-guard-file-managed:
   file.managed:
-    - name: {{ root ~ dhcpd.omapi.nft_file }}
+    - name: {{ dhcpd.omapi.nft_file }}
     - source: salt://dhcpd/files/omapi-localhost.nft.jinja
     - template: jinja
     - user: root
@@ -112,12 +107,12 @@ dhcpd-omapi-guard-file-managed:
 
 dhcpd-omapi-guard-file-absent:
   file.absent:
-    - name: {{ root ~ dhcpd.omapi.nft_file }}
+    - name: {{ dhcpd.omapi.nft_file }}
 {%- endif %}
 
 dhcpd-defaults-file-managed:
   file.managed:
-    - name: {{ root ~ dhcpd.defaults_file }}
+    - name: {{ dhcpd.defaults_file }}
     - source: salt://dhcpd/files/isc-dhcp-server.default.jinja
     - template: jinja
     - makedirs: True
@@ -128,14 +123,12 @@ dhcpd-defaults-file-managed:
         service: {{ dhcpd.service | json }}
         ip: {{ node.ip | json }}
         interface: {{ node.interface | json }}
-{%- if dhcpd.pkgs %}
     - require:
       - pkg: dhcpd-pkg-installed
-{%- endif %}
 
 dhcpd-unit-file-managed:
   file.managed:
-    - name: {{ root ~ dhcpd.unit_file }}
+    - name: {{ dhcpd.unit_file }}
     - source: salt://dhcpd/files/isc-dhcp-server.service.jinja
     - template: jinja
     - makedirs: True
@@ -144,7 +137,6 @@ dhcpd-unit-file-managed:
     - mode: '0644'
     - context:
         dhcpd: {{ dhcpd | json }}
-{%- if dhcpd.manage_service %}
 
 dhcpd-systemd-daemon-reload-cmd-run:
   cmd.run:
@@ -159,9 +151,7 @@ dhcpd-service-running:
     - require:
       - cmd: dhcpd-systemd-daemon-reload-cmd-run
     - watch:
-{%- if dhcpd.pkgs %}
       - pkg: dhcpd-pkg-installed
-{%- endif %}
 {%- for sid in watched %}
       - file: {{ sid }}
 {%- endfor %}
@@ -173,22 +163,20 @@ dhcpd-commits-beacon-present:
   beacon.present:
     - name: dhcp_commits
     - save: True
-    - spool: {{ root ~ dhcpd.commit_spool }}
+    - spool: {{ dhcpd.commit_spool }}
     - interval: {{ dhcpd.commit_beacon_interval }}
-{%- endif %}
 {%- endif %}
 
 {#- Time ordering (issue 12): a systemd drop-in orders dhcpd after time-sync.target (chrony-wait,
     salt/chrony). It only orders later starts, so the running dhcpd is not restarted for it. #}
 dhcpd-time-sync-dropin-file-managed:
   file.managed:
-    - name: {{ root ~ dhcpd.unit_file }}.d/time-sync.conf
+    - name: {{ dhcpd.unit_file }}.d/time-sync.conf
     - source: salt://dhcpd/files/time-sync.conf
     - makedirs: True
     - user: root
     - group: root
     - mode: '0644'
-{%- if dhcpd.manage_service %}
 
 dhcpd-time-sync-systemd-daemon-reload-cmd-run:
   cmd.run:
@@ -197,4 +185,3 @@ dhcpd-time-sync-systemd-daemon-reload-cmd-run:
       - file: dhcpd-time-sync-dropin-file-managed
     - require_in:
       - service: dhcpd-service-running
-{%- endif %}

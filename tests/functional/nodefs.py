@@ -162,9 +162,10 @@ class NodeFs:
         script = " && ".join([*mounts, 'exec "$@"'])
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "node", *map(str, argv)]
 
-    def call(self, config, fn, netns=None):
+    def call(self, config, fn, netns=None, loaders=None):
         """``fn(loaders)`` in a forked child in the node's files (and network namespace
-        ``netns``, an ``ip netns`` name), with Salt loaders built there from ``config``."""
+        ``netns``, an ``ip netns`` name). ``loaders``: built in this process and never used
+        here (their modules load in the child, in the node's files); else built in the child."""
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns into pytest
@@ -175,7 +176,8 @@ class NodeFs:
                         if _libc.setns(target.fileno(), CLONE_NEWNET) != 0:
                             raise OSError(ctypes.get_errno(), f"setns({netns})")
                 self.enter()
-                loaders = Loaders(config, loaded_base_name=f"{__name__}.{config['id']}{next(_SEQ)}.loaded")
+                if loaders is None:
+                    loaders = Loaders(config, loaded_base_name=f"{__name__}.{config['id']}{next(_SEQ)}.loaded")
                 result = ("ok", fn(loaders))
             except BaseException:  # pylint: disable=broad-except
                 result = ("error", traceback.format_exc())
@@ -196,9 +198,10 @@ class NodeFs:
             raise AssertionError(f"in {self.root}'s namespace:\n{value}")
         return value
 
-    def sls(self, config, name, **kwargs):
+    def sls(self, config, name, loaders=None, **kwargs):
         """``state.sls name`` applied in the node's files: a ``MultiStateResult``."""
-        return MultiStateResult(self.call(config, lambda loaders: loaders.modules.state.sls(name, **kwargs).raw))
+        return MultiStateResult(self.call(config, lambda loaders: loaders.modules.state.sls(name, **kwargs).raw,
+                                          loaders=loaders))
 
     def written(self):
         """The files the node wrote (paths relative to the root, sorted): the upper layers,
@@ -218,15 +221,20 @@ class Node:
         self.fs = NodeFs(root)
         self.root = self.fs.root
         self._loaders = None
+        self._forked_loaders = None  # built here once (grains, pillar: seconds), used in children only
+
+    def _for_children(self):
+        if self._forked_loaders is None:
+            self._forked_loaders = Loaders(self.config, loaded_base_name=f"{__name__}.{self.name}{next(_SEQ)}.forked")
+        return self._forked_loaders
 
     def sls(self, name, **kwargs):
         """``state.sls name`` applied in the node's files (a ``MultiStateResult``)."""
-        return self.fs.sls(self.config, name, **kwargs)
+        return self.fs.sls(self.config, name, loaders=self._for_children(), **kwargs)
 
     def sls_id(self, state_id, name, **kwargs):
         """``state.sls_id state_id name`` applied in the node's files."""
-        return MultiStateResult(self.fs.call(
-            self.config, lambda loaders: loaders.modules.state.sls_id(state_id, name, **kwargs).raw))
+        return MultiStateResult(self.call(lambda loaders: loaders.modules.state.sls_id(state_id, name, **kwargs).raw))
 
     @property
     def loaders(self):
@@ -238,7 +246,7 @@ class Node:
 
     def call(self, fn, netns=None):
         """``fn(loaders)`` in the node's files (and network namespace ``netns``)."""
-        return self.fs.call(self.config, fn, netns=netns)
+        return self.fs.call(self.config, fn, netns=netns, loaders=self._for_children())
 
     def wrap(self, argv):
         return self.fs.wrap(argv)

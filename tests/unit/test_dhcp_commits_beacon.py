@@ -12,7 +12,7 @@ beacon = load_by_path("dhcp_commits_beacon", REPO / "_beacons" / "dhcp_commits.p
 def _hook(tmp_path):
     """The commit hook as salt/dhcpd renders it, writing into tmp_path/spool."""
     text = jinja2.Template((REPO / "salt/dhcpd/files/cluster-dhcp-commit.jinja").read_text()).render(
-        dhcpd={"root": str(tmp_path), "commit_spool": "/spool"})
+        dhcpd={"commit_spool": str(tmp_path / "spool")})
     path = tmp_path / "cluster-dhcp-commit"
     path.write_text(text)
     path.chmod(0o755)
