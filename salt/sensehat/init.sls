@@ -4,8 +4,7 @@
     every few seconds. Anywhere else this renders to nothing: the lab has no HAT. #}
 {%- from 'sensehat/map.jinja' import sensehat with context %}
 {%- if sensehat.detected or sensehat.emulator %}
-{%-   set root = sensehat.root %}
-{%-   if sensehat.manage_service and not sensehat.emulator and sensehat.library_pkgs %}
+{%-   if not sensehat.emulator and sensehat.library_pkgs %}
 
 sensehat-pkg-installed:
   pkg.installed:
@@ -21,7 +20,7 @@ sensehat-emulator-library-test-fail-without-changes:
                   ~ ' (pip install sense-emu) or point sensehat:lookup:python at a Python that has it') | json }}
     - unless: {{ (sensehat.python ~ " -c 'import sense_emu'") | json }}
 {%-   endif %}
-{%-   if sensehat.manage_service and sensehat.create_user %}
+{%-   if sensehat.create_user %}
 
 # The driver's account: no shell, no password; its home is the unit's StateDirectory.
 sensehat-user-present:
@@ -37,7 +36,7 @@ sensehat-user-present:
 
 sensehat-driver-file-managed:
   file.managed:
-    - name: {{ root ~ sensehat.driver }}
+    - name: {{ sensehat.driver }}
     - source: salt://sensehat/files/cluster_leds.py
     - makedirs: True
     - user: root
@@ -46,7 +45,7 @@ sensehat-driver-file-managed:
 
 sensehat-unit-file-managed:
   file.managed:
-    - name: {{ root ~ sensehat.unit_file }}
+    - name: {{ sensehat.unit_file }}
     - makedirs: True
     - source: salt://sensehat/files/cluster-leds.service.jinja
     - template: jinja
@@ -55,7 +54,6 @@ sensehat-unit-file-managed:
     - mode: '0644'
     - context:
         sensehat: {{ sensehat | json }}
-{%-   if sensehat.manage_service %}
 
 sensehat-systemd-daemon-reload-cmd-run:
   cmd.run:
@@ -69,16 +67,15 @@ sensehat-service-running:
     - enable: True
     - require:
       - cmd: sensehat-systemd-daemon-reload-cmd-run
-{%-     if sensehat.emulator %}
+{%-   if sensehat.emulator %}
       - test: sensehat-emulator-library-test-fail-without-changes
-{%-     elif sensehat.library_pkgs %}
+{%-   elif sensehat.library_pkgs %}
       - pkg: sensehat-pkg-installed
-{%-     endif %}
+{%-   endif %}
     - watch:
-{%-     if sensehat.create_user %}
+{%-   if sensehat.create_user %}
       - user: sensehat-user-present
-{%-     endif %}
+{%-   endif %}
       - file: sensehat-driver-file-managed
       - file: sensehat-unit-file-managed
-{%-   endif %}
 {%- endif %}

@@ -2,7 +2,8 @@
 The Sense HAT status display for real: the driver (``salt/sensehat/files/cluster_leds.py``)
 run as a program, ``--once --emulator``, against the Sense HAT emulator library (sense_emu),
 its LED matrix read back through ``sense_emu.SenseHat().get_pixels()``; then the ``sensehat``
-SLS rendered and applied through Salt's loaders, with and without a Sense HAT.
+SLS rendered and applied on nodes with and without a Sense HAT (``nodefs.make_node``: the states
+write their real paths into the node's overlays, ``systemctl`` is a recording stub).
 
 The emulator keeps its LED matrix in the file ``/dev/shm/rpi-sense-emu-screen`` (64 RGB565
 pixels, then a gamma table), its sensors and joystick next to it, and a ``SenseHat()`` first
@@ -16,7 +17,6 @@ read or written; the tmpfs goes with the namespace. That needs root (unshare, ns
 import filecmp
 import json
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
@@ -25,7 +25,8 @@ import time
 import pytest
 
 from tests.conftest import REPO
-from tests.functional.lannet import changed, failed, node_loaders, verify_unit
+from tests.functional.lannet import changed, failed, verify_unit
+from tests.functional.nodefs import make_node
 
 pytest.importorskip("sense_emu", reason="the Sense HAT emulator library (pip sense-emu, requirements.txt)")
 
@@ -271,20 +272,24 @@ def test_without_a_matrix_once_exits_1_without_a_traceback(tmp_path):
     assert "cannot drive the LED matrix" in res.stderr and "Traceback" not in res.stderr
 
 
-# --- the sensehat SLS through Salt's loaders ----------------------------------------------
+# --- the sensehat SLS applied on a node (tests/functional/nodefs.py) --------------------------
+# The states write their real paths in the node's overlays (read back under node.root); systemd
+# is the recording stub. The HAT's library (python3-sense-hat) is a Raspberry Pi OS package this
+# host cannot have: the hardware node's library_pkgs name one it has (python3), so pkg.installed
+# runs and has nothing to do, as nodefs.py does for every service's packages.
+
+HOST_PKGS = ["python3"]
+UNIT = "etc/systemd/system/cluster-leds.service"
+INSTALLED_DRIVER = "usr/local/lib/cluster-leds/cluster_leds.py"
+
 
 @pytest.fixture(scope="module")
-def make_loaders(salt_factories, secrets_dir):
-    made = []
+def make(salt_factories, secrets_dir, tmp_path_factory):
+    def make(name, grains, **lookup):
+        root = tmp_path_factory.mktemp(f"sensehat-{name}")
+        return make_node(salt_factories, name, root, secrets_dir, grains=grains, sensehat=lookup)
 
-    def make(name, root, grains, **lookup):
-        made.append(node_loaders(salt_factories, name, root, secrets_dir, grains=grains,
-                                 sensehat={"root": str(root), **lookup}))
-        return made[-1]
-
-    yield make
-    for loaders in made:
-        loaders.reset_state()
+    return make
 
 
 def ids(rendered):
@@ -292,17 +297,33 @@ def ids(rendered):
     return sorted(rendered)
 
 
-def test_without_a_sense_hat_the_sls_renders_to_nothing(make_loaders, tmp_path):
-    gamma = make_loaders("gamma", tmp_path, {"sense_hat": False, "roles": ["compute"]})
-    assert ids(gamma.modules.state.show_sls("sensehat")) == []
-    ret = gamma.modules.state.sls("sensehat")
+def show_sls(node):
+    return node.call(lambda loaders: dict(loaders.modules.state.show_sls("sensehat")))
+
+
+CHANGE_VERBS = ("daemon-reload", "start", "restart", "reload", "try-restart", "reload-or-restart", "stop",
+                "enable", "disable", "mask", "unmask")
+ACCOUNT_FILES = ("etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow")
+
+
+def changes_made(calls):
+    """The systemctl calls (``NodeFs.systemctl_calls()``) that change something; not the reads
+    (--version, status, is-active, is-enabled)."""
+    return [c for c in calls if c.split()[0] in CHANGE_VERBS]
+
+
+def test_without_a_sense_hat_the_sls_renders_to_nothing(make):
+    gamma = make("gamma", {"sense_hat": False, "roles": ["compute"]})
+    assert ids(show_sls(gamma)) == []
+    ret = gamma.sls("sensehat")
     assert not failed(ret) and changed(ret) == {}
-    assert list(tmp_path.iterdir()) == []
+    assert gamma.fs.written() == []
+    assert changes_made(gamma.fs.systemctl_calls()) == []
 
 
-def test_with_a_sense_hat_the_sls_renders_package_user_driver_unit_service(make_loaders, tmp_path):
-    psi = make_loaders("psi", tmp_path, {"sense_hat": True, "roles": ["deployer"]})
-    rendered = psi.modules.state.show_sls("sensehat")
+def test_with_a_sense_hat_the_sls_renders_package_user_driver_unit_service(make):
+    psi = make("psi", {"sense_hat": True, "roles": ["deployer"]})
+    rendered = show_sls(psi)
     assert ids(rendered) == [
         "sensehat-driver-file-managed",
         "sensehat-pkg-installed",
@@ -313,11 +334,13 @@ def test_with_a_sense_hat_the_sls_renders_package_user_driver_unit_service(make_
     ]
     assert rendered["sensehat-pkg-installed"]["pkg"][0]["pkgs"] == ["python3-sense-hat"]
     assert {"name": "cluster-leds"} in rendered["sensehat-service-running"]["service"]
+    assert {"name": "/usr/local/lib/cluster-leds/cluster_leds.py"} in rendered["sensehat-driver-file-managed"]["file"]
+    assert {"name": "/etc/systemd/system/cluster-leds.service"} in rendered["sensehat-unit-file-managed"]["file"]
 
 
-def test_the_emulator_option_needs_no_hat_and_installs_no_package(make_loaders, tmp_path):
-    beta = make_loaders("beta", tmp_path, {"sense_hat": False}, emulator=True, python=sys.executable)
-    assert ids(beta.modules.state.show_sls("sensehat")) == [
+def test_the_emulator_option_needs_no_hat_and_installs_no_package(make):
+    beta = make("beta", {"sense_hat": False}, emulator=True, python=sys.executable)
+    assert ids(show_sls(beta)) == [
         "sensehat-driver-file-managed",
         "sensehat-emulator-library-test-fail-without-changes",
         "sensehat-service-running",
@@ -327,45 +350,121 @@ def test_the_emulator_option_needs_no_hat_and_installs_no_package(make_loaders, 
     ]
 
 
+def test_in_test_mode_the_sls_writes_nothing_and_starts_nothing_mocked_systemctl(make):
+    psi = make("psi", {"sense_hat": True}, library_pkgs=HOST_PKGS)
+    ret = psi.sls("sensehat", test=True)
+    assert not failed(ret), failed(ret)
+    assert psi.fs.written() == []
+    assert changes_made(psi.fs.systemctl_calls()) == [] and psi.fs.units() == {}
+
+
 @pytest.fixture(scope="module")
-def applied(make_loaders, tmp_path_factory):
-    """The SLS applied on a HAT node whose files go under a scratch root (no package, account,
-    systemd or service: manage_service false)."""
-    root = tmp_path_factory.mktemp("sensehat-psi")
-    psi = make_loaders("psi", root, {"sense_hat": True}, manage_service=False, library_pkgs=[])
-    return {"root": root, "first": psi.modules.state.sls("sensehat"), "again": psi.modules.state.sls("sensehat")}
+def applied(make):
+    """The SLS applied twice on a HAT node: package (one the host has), account, driver, unit,
+    daemon-reload and the service (systemctl mocked)."""
+    psi = make("psi", {"sense_hat": True}, library_pkgs=HOST_PKGS)
+    first = psi.sls("sensehat")
+    calls_first = psi.fs.systemctl_calls()
+    again = psi.sls("sensehat")
+    return {"node": psi, "first": first, "again": again, "calls_first": calls_first}
 
 
 def test_applied_writes_the_driver_and_its_unit_then_changes_nothing(applied):
-    root = applied["root"]
+    psi = applied["node"]
     assert not failed(applied["first"]), failed(applied["first"])
-    assert sorted(changed(applied["first"])) == ["sensehat-driver-file-managed", "sensehat-unit-file-managed"]
-    driver = root / "usr/local/lib/cluster-leds/cluster_leds.py"
+    assert sorted(changed(applied["first"])) == [
+        "sensehat-driver-file-managed",
+        "sensehat-service-running",
+        "sensehat-systemd-daemon-reload-cmd-run",
+        "sensehat-unit-file-managed",
+        "sensehat-user-present",
+    ]
+    assert "sensehat-pkg-installed" not in changed(applied["first"])  # the host has it
+    driver = psi.root / INSTALLED_DRIVER
     assert filecmp.cmp(driver, DRIVER, shallow=False) and driver.stat().st_mode & 0o777 == 0o755
+    assert (psi.root / UNIT).stat().st_mode & 0o777 == 0o644
+    # the driver and its unit; besides them only the account databases (useradd)
+    assert [f for f in psi.fs.written() if not f.startswith(ACCOUNT_FILES)] == [UNIT, INSTALLED_DRIVER]
     assert not failed(applied["again"]) and changed(applied["again"]) == {}
 
 
 def test_the_unit_runs_the_driver_on_the_status_file(applied):
-    root = applied["root"]
-    unit = root / "etc/systemd/system/cluster-leds.service"
+    unit = applied["node"].root / UNIT
     text = unit.read_text()
-    assert (f"ExecStart=/usr/bin/python3 {root}/usr/local/lib/cluster-leds/cluster_leds.py"
-            f" --status {root}/var/lib/cluster-status/status.json --interval 5 --max-age 120 --rotation 0"
+    assert ("ExecStart=/usr/bin/python3 /usr/local/lib/cluster-leds/cluster_leds.py"
+            " --status /var/lib/cluster-status/status.json --interval 5 --max-age 120 --rotation 0"
             " --state %S/cluster-leds/vip-holder\n") in text
+    assert "ConditionPathExists=/usr/local/lib/cluster-leds/cluster_leds.py\n" in text
     assert "User=cluster-leds\n" in text and "StateDirectory=cluster-leds\n" in text
     assert "--emulator" not in text
     assert verify_unit(unit) == []
 
 
-def test_the_emulator_check_fails_clearly_without_the_library(make_loaders, tmp_path):
-    node = make_loaders("epsilon", tmp_path, {"sense_hat": False}, emulator=True, python="/bin/false",
-                        manage_service=False)
-    ret = node.modules.state.sls("sensehat")
-    assert failed(ret) == {"sensehat-emulator-library-test-fail-without-changes": (
+def test_the_installed_driver_runs_as_the_unit_says(applied, tmp_path):
+    """The unit's ExecStart, once, in the node's files: no Sense HAT library on this host, so
+    it logs and exits 1 (no traceback); no status file on the node, so no data."""
+    psi = applied["node"]
+    exec_start = next(line for line in (psi.root / UNIT).read_text().splitlines() if line.startswith("ExecStart="))
+    argv = exec_start.removeprefix("ExecStart=").replace("%S", str(tmp_path)).split() + ["--once"]
+    (tmp_path / "cluster-leds").mkdir()
+    res = subprocess.run(psi.wrap(argv), capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 1, res.stderr
+    assert "no status file /var/lib/cluster-status/status.json" in res.stderr
+    assert "cannot drive the LED matrix" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_applied_creates_the_drivers_account(applied):
+    passwd = (applied["node"].root / "etc/passwd").read_text().splitlines()
+    entry = next(line.split(":") for line in passwd if line.startswith("cluster-leds:"))
+    assert entry[5:] == ["/var/lib/cluster-leds", "/usr/sbin/nologin"]
+    assert not (applied["node"].root / "var/lib/cluster-leds").exists()  # the unit's StateDirectory makes it
+    groups = {line.split(":")[0]: line.split(":")[3].split(",")
+              for line in (applied["node"].root / "etc/group").read_text().splitlines()}
+    # of video, i2c, input: those this host has
+    for group in ("video", "i2c", "input"):
+        if subprocess.run(["getent", "group", group], capture_output=True, check=False).returncode == 0:
+            assert "cluster-leds" in groups[group], group
+
+
+def test_applied_reloads_systemd_then_enables_and_starts_the_service_mocked_systemctl(applied):
+    psi = applied["node"]
+    assert psi.fs.units() == {"cluster-leds.service": {"active": True, "enabled": True}}
+    # the new unit file: reload first, then start and enable the unit
+    assert changes_made(applied["calls_first"]) == [
+        "daemon-reload", "start cluster-leds.service", "enable cluster-leds.service"]
+    # the second run: nothing changed, so no reload, no restart
+    again = psi.fs.systemctl_calls()[len(applied["calls_first"]):]
+    assert again and changes_made(again) == [], again
+
+
+def test_the_emulator_check_fails_clearly_without_the_library_mocked_systemctl(make):
+    node = make("epsilon", {"sense_hat": False}, emulator=True, python="/bin/false")
+    ret = node.sls("sensehat")
+    fails = failed(ret)
+    assert fails.pop("sensehat-emulator-library-test-fail-without-changes") == (
         "sensehat: /bin/false cannot import sense_emu; install the Sense HAT emulator (pip install sense-emu)"
-        " or point sensehat:lookup:python at a Python that has it")}
-    with_lib = make_loaders("epsilon", tmp_path / "ok", {"sense_hat": False}, emulator=True,
-                            python=sys.executable, manage_service=False)
-    ret = with_lib.modules.state.sls("sensehat")
+        " or point sensehat:lookup:python at a Python that has it")
+    # the service is never started on a Python that cannot drive the emulator
+    assert list(fails) == ["sensehat-service-running"] and "requisite" in fails["sensehat-service-running"]
+    assert node.fs.units().get("cluster-leds.service", {}).get("active") is not True
+    with_lib = make("epsilon", {"sense_hat": False}, emulator=True, python=sys.executable)
+    ret = with_lib.sls("sensehat")
     assert not failed(ret), failed(ret)
-    assert "--emulator\n" in pathlib.Path(tmp_path / "ok/etc/systemd/system/cluster-leds.service").read_text()
+    text = (with_lib.root / UNIT).read_text()
+    assert "--emulator\n" in text and f"ExecStart={sys.executable} /usr/local/lib/cluster-leds/" in text
+    assert with_lib.fs.units() == {"cluster-leds.service": {"active": True, "enabled": True}}
+
+
+def test_on_the_applied_node_the_clean_plans_stop_purge_removal_reload_account(applied):
+    """sensehat.clean rendered (never applied: it would purge the host's python3) where the SLS
+    was applied: its real paths, the unit, the library and the account."""
+    plan = applied["node"].call(lambda loaders: [(c["state"] + "." + c["fun"], c["name"])
+                                                 for c in loaders.modules.state.show_low_sls("sensehat.clean")])
+    assert sorted(plan) == sorted([
+        ("service.dead", "cluster-leds"),
+        ("pkg.purged", "sensehat-clean-pkg-purged"),
+        ("file.absent", "/usr/local/lib/cluster-leds"),
+        ("file.absent", "/etc/systemd/system/cluster-leds.service"),
+        ("cmd.run", "systemctl daemon-reload"),
+        ("user.absent", "cluster-leds"),
+    ]), plan
