@@ -251,6 +251,10 @@ class Node:
     def wrap(self, argv):
         return self.fs.wrap(argv)
 
+    def exists(self, path):
+        """Whether ``path`` exists as the node sees it (its files over the host's)."""
+        return self.call(lambda _loaders: os.path.lexists(path))
+
 
 def make_node(salt_factories, name, root, secrets_dir, grains=None, inventory=None, **lookups):
     """Node ``name`` of ``inventory`` (the project's by default) with its files under ``root``;

@@ -1,8 +1,9 @@
 """Cleans (salt/<svc>/clean.sls, salt/lib/clean.jinja): a node's top has the clean of every
 service of the role table that none of its inventory roles has (salt/roles/map.jinja), never
 master.clean on the deployer, never one for a minion outside the inventory or a test minion;
-every clean renders on every node; tftpd and httpd applied under a scratch root, then cleaned:
-their files go, a second clean and the clean of an absent service change nothing."""
+every clean renders on every node; tftpd and httpd applied in a node's own files
+(tests/functional/nodefs.py; systemctl mocked), then cleaned: their files, units, packages and
+account go, a second clean and the clean of an absent service change nothing."""
 
 import time
 
@@ -11,7 +12,8 @@ import yaml
 from saltfactories.utils.functional import Loaders
 
 from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
-from tests.functional.lannet import changed, failed, node_loaders
+from tests.functional.lannet import changed, failed
+from tests.functional.nodefs import make_node
 
 DEPLOYER_CLEANS = {"master.clean", "distcc.client_clean", "ssh_ca.clean", "tls_ca.clean", "statusfeed.clean",
                    "sensehat.clean"}
@@ -120,53 +122,62 @@ def test_each_clean_sls_is_a_file_of_the_tree():
         assert (STATE_TREE / folder / f"{name}.sls").is_file(), sls
 
 
-# --- apply, clean, clean again (under a scratch root) ----------------------------------------
+# --- apply, clean, clean again (in the node's own files) -------------------------------------
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("clean-alpha")
+def alpha(salt_factories, tmp_path_factory, secrets_dir):
+    return make_node(salt_factories, "alpha", tmp_path_factory.mktemp("clean-alpha") / "alpha", secrets_dir,
+                     httpd={"port": 18082}, sensehat={"emulator": False})
 
 
-@pytest.fixture(scope="module")
-def alpha(salt_factories, root, secrets_dir):
-    lookup = {"root": str(root), "pkgs": [], "manage_service": False}
-    return node_loaders(salt_factories, "alpha", root, secrets_dir, httpd={"port": 18082}, bind=lookup,
-                        keepalived=lookup, sensehat={**lookup, "emulator": False})
+def _low(node, sls):
+    return node.call(lambda loaders: loaders.modules.state.show_low_sls(sls))
 
 
-def _names(loaders, sls):
-    return {(c["state"] + "." + c["fun"], c["name"]) for c in loaders.modules.state.show_low_sls(sls)}
+def _names(node, sls):
+    return {(c["state"] + "." + c["fun"], c["name"]) for c in _low(node, sls)}
 
 
-@pytest.mark.parametrize("svc, files", [
-    ("tftpd", ["srv/tftp/pxelinux.0", "srv/tftp/README.txt", "etc/default/tftpd-hpa",
-               "etc/systemd/system/tftpd-hpa.service"]),
-    ("httpd", ["srv/bbhttpd/etc/httpd.conf", "srv/bbhttpd/www/inventory.html", "etc/default/bbhttpd",
-               "etc/systemd/system/bbhttpd.service"]),
+@pytest.mark.parametrize("svc, unit, files, pkgs, users", [
+    ("tftpd", "tftpd-hpa", ["/srv/tftp/pxelinux.0", "/srv/tftp/README.txt", "/etc/default/tftpd-hpa",
+                            "/etc/systemd/system/tftpd-hpa.service"],
+     ["tftpd-hpa", "pxelinux", "syslinux-common"], []),
+    ("httpd", "bbhttpd", ["/srv/bbhttpd/etc/httpd.conf", "/srv/bbhttpd/www/inventory.html", "/etc/default/bbhttpd",
+                          "/etc/systemd/system/bbhttpd.service"], [], ["bbhttpd"]),
 ])
-def test_apply_then_clean_removes_the_files_then_changes_nothing(alpha, root, svc, files):
-    assert not failed(ret := alpha.modules.state.sls(svc)), failed(ret)
-    assert all((root / f).is_file() for f in files)
-    # under a scratch root a clean is files only: every state a file.absent under the root
+def test_apply_then_clean_removes_the_service_then_changes_nothing_mocked_systemctl(alpha, svc, unit, files, pkgs,
+                                                                                     users):
+    assert not failed(ret := alpha.sls(svc)), failed(ret)
+    assert all((alpha.root / f.lstrip("/")).is_file() for f in files)
+    assert alpha.fs.units()[f"{unit}.service"] == {"active": True, "enabled": True}
+    # where the service is, its clean stops and disables it, purges its packages, removes its
+    # files (the tree / chroot itself too), reloads systemd and removes its account
     planned = _names(alpha, f"{svc}.clean")
-    assert planned and all(fun == "file.absent" and name.startswith(f"{root}/") for fun, name in planned), planned
-    ret = alpha.modules.state.sls(f"{svc}.clean")
+    assert ("service.dead", unit) in planned, planned
+    tree = "/".join(files[0].split("/")[:3])  # /srv/tftp, /srv/bbhttpd
+    assert {("file.absent", f) for f in [tree, *files[2:]]} <= planned, planned
+    assert ("cmd.run", "systemctl daemon-reload") in planned
+    assert {name for fun, name in planned if fun == "user.absent"} == set(users)
+    purged = [c for c in _low(alpha, f"{svc}.clean") if c["fun"] == "purged"]
+    assert [c["pkgs"] for c in purged] == ([pkgs] if pkgs else [])
+    ret = alpha.sls(f"{svc}.clean")
     assert not failed(ret), failed(ret)
     assert changed(ret)
-    assert [f for f in files if (root / f).exists()] == []
-    assert not (root / files[0].split("/")[0] / files[0].split("/")[1]).exists()  # the tree / chroot itself
-    again = alpha.modules.state.sls(f"{svc}.clean")
+    assert [f for f in files if alpha.exists(f)] == []
+    assert not alpha.exists(tree)
+    assert alpha.fs.units()[f"{unit}.service"] == {"active": False, "enabled": False}
+    again = alpha.sls(f"{svc}.clean")
     assert not failed(again) and changed(again) == {} and len(again.raw) == 0
 
 
-def test_the_clean_of_an_absent_service_is_no_state_at_all(alpha, root):
-    # bind, keepalived, dhcpd and sensehat were never applied under this root
+def test_the_clean_of_an_absent_service_is_no_state_at_all(alpha):
+    # bind, keepalived, dhcpd and sensehat were never applied on this node
     started = time.monotonic()
     for sls in ["bind.clean", "keepalived.clean", "dhcpd.clean", "sensehat.clean"]:
-        ret = alpha.modules.state.sls(sls)
+        ret = alpha.sls(sls)
         assert not failed(ret) and len(ret.raw) == 0, (sls, ret.raw)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30
 
 
 # --- what a clean would do where its service is (rendered only: nothing is applied) ---------
@@ -176,19 +187,24 @@ def _plan(loaders, sls):
     return [(c["state"] + "." + c["fun"], c["name"]) for c in loaders.modules.state.show_low_sls(sls)]
 
 
-def test_a_clean_under_a_scratch_root_plans_files_only(loaders_of, tmp_path):
-    # the services' marks exist under the root, manage_service left on: still no unit, package
-    # or account, since their root says they are not this machine's
-    marks = ["etc/bind/cluster-transfer.key", "etc/keepalived/notify-state", "etc/dhcp/omapi.key",
-             "etc/systemd/system/cluster-leds.service"]
-    for mark in marks:
-        (tmp_path / mark).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / mark).write_text("")
-    lookup = {"lookup": {"root": str(tmp_path)}}
-    beta = loaders_of("beta", bind=lookup, keepalived=lookup, dhcpd=lookup, sensehat=lookup)
-    for sls in ["bind.clean", "keepalived.clean", "dhcpd.clean", "sensehat.clean"]:
-        plan = _plan(beta, sls)
-        assert plan and all(fun == "file.absent" and name.startswith(f"{tmp_path}/") for fun, name in plan), (sls, plan)
+def test_where_the_lan_services_are_their_cleans_stop_purge_and_remove(salt_factories, secrets_dir, tmp_path):
+    # the services' marks in a node's own files (rendered there, never applied)
+    beta = make_node(salt_factories, "beta", tmp_path / "beta", secrets_dir)
+    marks = {"bind.clean": ("etc/bind/cluster-transfer.key", "named", ["bind9", "bind9-utils"]),
+             "keepalived.clean": ("etc/keepalived/notify-state", "keepalived", ["keepalived"]),
+             "dhcpd.clean": ("etc/dhcp/omapi.key", "isc-dhcp-server", ["isc-dhcp-server"]),
+             "sensehat.clean": ("etc/systemd/system/cluster-leds.service", "cluster-leds", None)}
+    for mark, _, _ in marks.values():
+        (beta.root / mark).parent.mkdir(parents=True, exist_ok=True)
+        (beta.root / mark).write_text("")
+    for sls, (mark, unit, pkgs) in marks.items():
+        low = _low(beta, sls)
+        plan = {(c["state"] + "." + c["fun"], c["name"]) for c in low}
+        assert ("service.dead", unit) in plan, (sls, plan)
+        removed = [name for fun, name in plan if fun == "file.absent"]
+        assert any(f"/{mark}" == name or f"/{mark}".startswith(f"{name}/") for name in removed), (sls, removed)
+        if pkgs is not None:
+            assert [c["pkgs"] for c in low if c["fun"] == "purged"] == [pkgs], sls
 
 
 def test_where_the_service_is_a_clean_stops_purges_removes_and_reloads(loaders_of, tmp_path):
