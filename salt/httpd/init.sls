@@ -5,14 +5,11 @@
 {%- from 'httpd/map.jinja' import httpd with context %}
 {%- from 'tftpd/map.jinja' import tftpd with context %}
 {%- set page_context = dict(httpd.page, port=httpd.port, boot_file=tftpd.boot_file) %}
-{%- set root = httpd.root ~ httpd.chroot %}
-{%- if httpd.pkgs %}
+{%- set chroot = httpd.chroot %}
 
 httpd-pkg-installed:
   pkg.installed:
     - pkgs: {{ httpd.pkgs | json }}
-{%- endif %}
-{%- if httpd.manage_service %}
 
 # The server's account: no home, no shell; it owns nothing in the chroot.
 httpd-user-present:
@@ -23,13 +20,12 @@ httpd-user-present:
     - createhome: False
     - home: /nonexistent
     - shell: /usr/sbin/nologin
-{%- endif %}
 
 {%- for dir in ['', '/bin', '/etc', '/www'] %}
 
 httpd-chroot{{ dir | replace('/', '-') }}-file-directory:
   file.directory:
-    - name: {{ root ~ dir }}
+    - name: {{ chroot ~ dir }}
     - user: root
     - group: root
     - mode: '0755'
@@ -43,20 +39,18 @@ httpd-chroot{{ dir | replace('/', '-') }}-file-directory:
 # The only program in the chroot: busybox-static needs no libraries there.
 httpd-chroot-busybox-file-managed:
   file.managed:
-    - name: {{ root }}/bin/busybox
+    - name: {{ chroot }}/bin/busybox
     - source: {{ httpd.busybox }}
     - user: root
     - group: root
     - mode: '0755'
     - require:
-{%- if httpd.pkgs %}
       - pkg: httpd-pkg-installed
-{%- endif %}
       - file: httpd-chroot-bin-file-directory
 
 httpd-chroot-config-file-managed:
   file.managed:
-    - name: {{ root }}/etc/httpd.conf
+    - name: {{ chroot }}/etc/httpd.conf
     - source: salt://httpd/files/httpd.conf.jinja
     - template: jinja
     - user: root
@@ -67,7 +61,7 @@ httpd-chroot-config-file-managed:
 
 httpd-page-inventory-file-managed:
   file.managed:
-    - name: {{ root }}/www/inventory.html
+    - name: {{ chroot }}/www/inventory.html
     - source: salt://httpd/files/inventory.html.jinja
     - template: jinja
     - user: root
@@ -79,7 +73,7 @@ httpd-page-inventory-file-managed:
 
 httpd-page-json-file-managed:
   file.managed:
-    - name: {{ root }}/www/cluster.json
+    - name: {{ chroot }}/www/cluster.json
     - source: salt://httpd/files/cluster.json.jinja
     - template: jinja
     - user: root
@@ -91,7 +85,7 @@ httpd-page-json-file-managed:
 
 httpd-defaults-file-managed:
   file.managed:
-    - name: {{ httpd.root ~ httpd.defaults_file }}
+    - name: {{ httpd.defaults_file }}
     - makedirs: True
     - source: salt://httpd/files/bbhttpd.default.jinja
     - template: jinja
@@ -103,7 +97,7 @@ httpd-defaults-file-managed:
 
 httpd-unit-file-managed:
   file.managed:
-    - name: {{ httpd.root ~ httpd.unit_file }}
+    - name: {{ httpd.unit_file }}
     - makedirs: True
     - source: salt://httpd/files/bbhttpd.service.jinja
     - template: jinja
@@ -112,7 +106,6 @@ httpd-unit-file-managed:
     - mode: '0644'
     - context:
         httpd: {{ httpd | json }}
-{%- if httpd.manage_service %}
 
 httpd-systemd-daemon-reload-cmd-run:
   cmd.run:
@@ -134,4 +127,3 @@ httpd-service-running:
       - file: httpd-chroot-config-file-managed
       - file: httpd-defaults-file-managed
       - file: httpd-unit-file-managed
-{%- endif %}

@@ -5,7 +5,7 @@
 {%- from 'lib/clean.jinja' import clean with context %}
 {%- set httpd = cleandata('httpd', ['chroot/www/index.html']) | load_json %}
 {%- set www = httpd.chroot ~ '/www/' %}
-{%- if httpd.present and httpd.manage_service and not httpd.root %}
+{%- if httpd.present %}
 
 statuspage-clean-collect-schedule-absent:
   schedule.absent:

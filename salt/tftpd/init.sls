@@ -7,15 +7,12 @@
 {%- endif %}
 {%- set nodes = tftpd.nodes %}
 {%- set domain = tftpd.domain %}
-{%- set root = tftpd.root %}
-{%- set tree = root ~ tftpd.tree %}
+{%- set tree = tftpd.tree %}
 {%- set cfg_dir = tree ~ '/pxelinux.cfg' %}
-{%- if tftpd.pkgs %}
 
 tftpd-pkg-installed:
   pkg.installed:
     - pkgs: {{ tftpd.pkgs | json }}
-{%- endif %}
 
 tftpd-tree-file-directory:
   file.directory:
@@ -24,10 +21,8 @@ tftpd-tree-file-directory:
     - group: root
     - mode: '0755'
     - makedirs: True
-{%- if tftpd.pkgs %}
     - require:
       - pkg: tftpd-pkg-installed
-{%- endif %}
 
 {%- for file, path in tftpd.loader_files | dictsort %}
 
@@ -107,7 +102,7 @@ tftpd-pxelinux-cfg-file-directory:
 
 tftpd-defaults-file-managed:
   file.managed:
-    - name: {{ root ~ tftpd.defaults_file }}
+    - name: {{ tftpd.defaults_file }}
     - source: salt://tftpd/files/tftpd-hpa.default.jinja
     - template: jinja
     - makedirs: True
@@ -116,14 +111,12 @@ tftpd-defaults-file-managed:
     - mode: '0644'
     - context:
         tftpd: {{ tftpd | json }}
-{%- if tftpd.pkgs %}
     - require:
       - pkg: tftpd-pkg-installed
-{%- endif %}
 
 tftpd-unit-file-managed:
   file.managed:
-    - name: {{ root ~ tftpd.unit_file }}
+    - name: {{ tftpd.unit_file }}
     - source: salt://tftpd/files/tftpd-hpa.service.jinja
     - template: jinja
     - makedirs: True
@@ -132,7 +125,6 @@ tftpd-unit-file-managed:
     - mode: '0644'
     - context:
         tftpd: {{ tftpd | json }}
-{%- if tftpd.manage_service %}
 
 tftpd-systemd-daemon-reload-cmd-run:
   cmd.run:
@@ -152,9 +144,6 @@ tftpd-service-running:
       - file: tftpd-loader-{{ file | replace('.', '-') }}-file-managed
 {%- endfor %}
     - watch:
-{%- if tftpd.pkgs %}
       - pkg: tftpd-pkg-installed
-{%- endif %}
       - file: tftpd-defaults-file-managed
       - file: tftpd-unit-file-managed
-{%- endif %}
