@@ -22,12 +22,10 @@ bind-tsig-secret-missing-test-fail-without-changes:
     - comment: "no secrets:tsig_key in this minion's pillar: run bootstrap/generate-secrets on the deployer"
 
 {%- else %}
-{%- if bind.pkgs %}
 
 bind-packages-pkg-installed:
   pkg.installed:
     - pkgs: {{ bind.pkgs | json }}
-{%- endif %}
 
 {#- the Debian package's own directories, with the package's owners and modes #}
 {%- for sid, path, mode in [('conf-dir', paths.conf_dir, '2755'), ('working-dir', paths.directory, '0775'),
@@ -40,10 +38,8 @@ bind-{{ sid }}-file-directory:
     - group: {{ bind.group }}
     - mode: '{{ mode }}'
     - makedirs: True
-{%- if bind.pkgs %}
     - require:
       - pkg: bind-packages-pkg-installed
-{%- endif %}
 {%- endfor %}
 
 {#- rndc's key: the Debian package makes it at install; made here when it is missing #}
@@ -111,7 +107,6 @@ bind-zone-{{ kind }}-dnszone-managed:
       - file: bind-config-file-managed
 {%- endfor %}
 {%- endif %}
-{%- if bind.manage_service %}
 
 bind-service-running:
   service.running:
@@ -127,19 +122,17 @@ bind-service-running:
       - dnszone: bind-zone-forward-dnszone-managed
       - dnszone: bind-zone-reverse-dnszone-managed
 {%- endif %}
-{%- endif %}
 
 {#- Time ordering (issue 12): a systemd drop-in orders named after time-sync.target (chrony-wait,
     salt/chrony). It only orders later starts, so the running named is not restarted for it. #}
 bind-time-sync-dropin-file-managed:
   file.managed:
-    - name: {{ bind.root }}/etc/systemd/system/{{ bind.service }}.service.d/time-sync.conf
+    - name: /etc/systemd/system/{{ bind.service }}.service.d/time-sync.conf
     - source: salt://bind/files/time-sync.conf
     - makedirs: True
     - user: root
     - group: root
     - mode: '0644'
-{%- if bind.manage_service %}
 
 bind-time-sync-systemd-daemon-reload-cmd-run:
   cmd.run:
@@ -148,5 +141,4 @@ bind-time-sync-systemd-daemon-reload-cmd-run:
       - file: bind-time-sync-dropin-file-managed
     - require_in:
       - service: bind-service-running
-{%- endif %}
 {%- endif %}

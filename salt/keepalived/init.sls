@@ -34,12 +34,10 @@ keepalived-config-problem-test-fail-without-changes:
     - comment: {{ problem | json }}
 
 {%- else %}
-{%- if keepalived.pkgs %}
 
 keepalived-packages-pkg-installed:
   pkg.installed:
     - pkgs: {{ keepalived.pkgs | json }}
-{%- endif %}
 
 keepalived-conf-dir-file-directory:
   file.directory:
@@ -48,10 +46,8 @@ keepalived-conf-dir-file-directory:
     - group: root
     - mode: '0755'
     - makedirs: True
-{%- if keepalived.pkgs %}
     - require:
       - pkg: keepalived-packages-pkg-installed
-{%- endif %}
 
 {#- the state dir is under /run: systemd-tmpfiles creates it again at every boot (a highstate
     after a reboot then finds it in place), this state the first time #}
@@ -124,7 +120,6 @@ keepalived-config-file-managed:
       - file: keepalived-notify-script-file-managed
       - file: keepalived-state-dir-file-directory
       - file: keepalived-maintenance-file-managed
-{%- if keepalived.manage_service %}
 
 {#- zero-loss VIP moves: the VIP sits on lo of both peers (named always has its socket, and a
     node that just handed the VIP over still answers the queries in flight to it); keepalived
@@ -183,5 +178,4 @@ keepalived-service-running:
       - file: keepalived-config-file-managed
       - file: keepalived-check-script-file-managed
       - file: keepalived-notify-script-file-managed
-{%- endif %}
 {%- endif %}

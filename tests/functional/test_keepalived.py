@@ -1,6 +1,8 @@
-"""keepalived through the loaders: the SLS for the primary and the secondary (test mode, real
-mode, idempotency, a broken config rejected by `keepalived -t`, the VRRPv3 config), then the
-rendered configs running for real with named in network namespaces on a switch (a bridge):
+"""keepalived on nodes of the inventory (``nodefs``: the states write their real paths in the
+node's files, applied in the node's network namespace): the SLS for the primary and the
+secondary (test mode, real mode, idempotency, a broken config rejected by `keepalived -t`, the
+VRRPv3 config, the units with systemctl mocked), then the rendered configs running for real with
+named, in the nodes' files, in network namespaces on a switch (a bridge):
 the VIP on the primary, given up when its named dies or hangs or its keepalived stops, after a
 power loss of the primary (DNS on the VIP answers from the secondary: the failover times are
 printed, not asserted), adverts from a stranger dropped, the VIP taken back when the primary
@@ -22,6 +24,7 @@ import time
 
 import pytest
 import yaml
+from saltfactories.utils.functional import MultiStateResult
 
 from tests.conftest import INVENTORY, REPO, load_by_path
 from tests.functional.lannet import Daemon, _ip, in_netns
@@ -32,7 +35,8 @@ from tests.functional.lanpair import (
     Pair,
     changed,
     failed,
-    node_loaders,
+    lan_node,
+    netns_argv,
     scratch_root,
     wait_for,
 )
@@ -87,11 +91,6 @@ class Lan(Pair):
     def __exit__(self, *exc):
         super().__exit__(*exc)
         subprocess.run(["ip", "netns", "del", self.sw], capture_output=True, check=False)
-        for ns in self.ns.values():  # what `keepalived -s NS` leaves behind when it is killed
-            try:
-                os.rmdir(f"/run/keepalived/{ns}")
-            except OSError:
-                pass
 
 
 @pytest.fixture(scope="module")
@@ -100,46 +99,60 @@ def net():
         yield lan
 
 
-def _named_argv(root):
-    return [NAMED, "-g", "-u", "bind", "-c", str(root / "etc/bind/named.conf")]
+def _named_argv(name):
+    # both nodes' named run on this one host with the same config path: `-D` (a comment for
+    # process listings, not examined by named) tells them apart for track_process
+    return [NAMED, "-g", "-u", "bind", "-c", "/etc/bind/named.conf", "-D", f"rpic-{name}"]
 
 
-def _loaders(salt_factories, net, node, root, secrets_dir, **keepalived):
-    # the interface is found from the ip4_interfaces grain, as on a real node; the config test
-    # runs where that interface exists (keepalived -t checks it). track_process on, matching
-    # this node's named by its command line: both nodes' named run on this one host (on a Pi,
-    # the default: the process name).
-    return node_loaders(
-        salt_factories, node, root, secrets_dir,
-        keepalived={"check_cmd": f"ip netns exec {net.ns[node]} keepalived -t -f",
-                    "process": {"track": True, "match": _named_argv(root)}, **keepalived},
-        grains={"ip4_interfaces": {"lo": ["127.0.0.1"], "eth0": [IPS[node]]}},
+def _node(salt_factories, name, root, secrets_dir, **keepalived):
+    # the interface is found from the ip4_interfaces grain, as on a real node. track_process
+    # on, matching this node's named by its command line: both nodes' named run on this one
+    # host (on a Pi, the default: the process name).
+    return lan_node(
+        salt_factories, name, root, secrets_dir,
+        keepalived={"process": {"track": True, "match": _named_argv(name)}, **keepalived},
+        grains={"ip4_interfaces": {"lo": ["127.0.0.1"], "eth0": [IPS[name]]}},
     )
+
+
+def _apply(net, node, sls="keepalived", **kwargs):
+    """``state.sls`` on ``node`` in its network namespace, as on the node: `keepalived -t` (the
+    check_cmd) finds eth0 there, and the ARP sysctls land in that namespace, not on the host."""
+    return MultiStateResult(node.call(lambda loaders: loaders.modules.state.sls(sls, **kwargs).raw,
+                                      netns=net.ns[node.name]))
 
 
 @pytest.fixture(scope="module")
 def nodes(salt_factories, net, secrets_dir):
     with scratch_root("alpha") as alpha, scratch_root("beta") as beta:
         yield {
-            node: {"root": root, "loaders": _loaders(salt_factories, net, node, root, secrets_dir)}
-            for node, root in (("alpha", alpha), ("beta", beta))
+            name: {"root": root, "node": _node(salt_factories, name, root, secrets_dir)}
+            for name, root in (("alpha", alpha), ("beta", beta))
         }
 
 
-def test_keepalived_sls_test_mode_writes_nothing(nodes):
-    node = nodes["alpha"]
-    ret = node["loaders"].modules.state.sls("keepalived", test=True)
+def test_keepalived_sls_test_mode_writes_nothing(net, nodes):
+    node = nodes["alpha"]["node"]
+    ret = _apply(net, node, test=True)
     assert not failed(ret), failed(ret)
     assert any(r["result"] is None for r in ret.raw.values())
-    assert not (node["root"] / "etc" / "keepalived" / "keepalived.conf").exists()
+    assert node.fs.written() == []  # no keepalived.conf, no script, no unit, no sysctl file
+
+
+def test_keepalived_sls_test_mode_starts_nothing_mocked_systemctl(nodes):
+    # only the test run above has run on alpha: it asked, changed no unit
+    node = nodes["alpha"]["node"]
+    assert node.fs.units() == {}
+    assert not [c for c in node.fs.systemctl_calls() if c.split()[0] in ("start", "restart", "reload", "enable")]
 
 
 @pytest.mark.parametrize("name", ["alpha", "beta"])
-def test_keepalived_sls_applies_then_changes_nothing(nodes, name, secrets_dir):
-    node = nodes[name]
-    ret = node["loaders"].modules.state.sls("keepalived")
+def test_keepalived_sls_applies_then_changes_nothing(net, nodes, name, secrets_dir):
+    node = nodes[name]["node"]
+    ret = _apply(net, node)
     assert not failed(ret), failed(ret)
-    conf = node["root"] / "etc" / "keepalived" / "keepalived.conf"
+    conf = node.root / "etc" / "keepalived" / "keepalived.conf"
     text = conf.read_text()
     assert "interface eth0\n" in text  # found from the grain: the interface holding the node's IP
     assert ("state MASTER" in text) == (name == "alpha")
@@ -156,37 +169,61 @@ def test_keepalived_sls_applies_then_changes_nothing(nodes, name, secrets_dir):
     assert password not in text
     assert password not in repr(ret.raw)
     # named's process, matched here by its command line
-    assert f'process "{NAMED}" "-g" "-u" "bind" "-c" "{node["root"]}/etc/bind/named.conf"\n' in text
+    assert f'process "{NAMED}" "-g" "-u" "bind" "-c" "/etc/bind/named.conf" "-D" "rpic-{name}"\n' in text
+    # the real paths
+    assert 'script "/etc/keepalived/check-named"' in text and 'file "/var/lib/keepalived/maintenance"' in text
+    assert "vrrp_notify_fifo /run/keepalived-cluster/vrrp.fifo\n" in text and str(node.root) not in text
     for script in ("check-named", "notify-state"):
-        assert oct((node["root"] / "etc" / "keepalived" / script).stat().st_mode & 0o777) == "0o755"
-    assert changed(node["loaders"].modules.state.sls("keepalived")) == {}
+        assert oct((node.root / "etc" / "keepalived" / script).stat().st_mode & 0o777) == "0o755"
+    written = node.fs.written()
+    for path in ("etc/keepalived/keepalived.conf", "etc/keepalived/check-named", "etc/keepalived/notify-state",
+                 "etc/tmpfiles.d/keepalived-cluster.conf", "var/lib/keepalived/maintenance",
+                 "etc/systemd/system/cluster-vip-on-lo.service"):
+        assert path in written, written
+    assert (node.root / "run" / "keepalived-cluster").is_dir()
+    assert (node.root / "var/lib/keepalived/maintenance").read_text().strip() == "0"  # in service
+    assert changed(_apply(net, node)) == {}
+
+
+@pytest.mark.parametrize("name", ["alpha", "beta"])
+def test_keepalived_sls_enables_and_starts_its_units_mocked_systemctl(net, nodes, name):
+    """After the runs above: the VIP-on-lo unit and keepalived enabled and started, the unit
+    first (require_in); the ARP sysctls set in the node's network namespace."""
+    node = nodes[name]["node"]
+    assert node.fs.units() == {
+        "cluster-vip-on-lo.service": {"active": True, "enabled": True},
+        "keepalived.service": {"active": True, "enabled": True},
+    }
+    starts = [c for c in node.fs.systemctl_calls() if c.split()[0] == "start"]
+    assert starts == ["start cluster-vip-on-lo.service", "start keepalived.service"], starts
+    for key, value in DEFAULTS["arp_sysctl"].items():
+        assert net.run(name, "sysctl", "-n", key).stdout.strip() == str(value)
 
 
 @pytest.mark.parametrize("virtual, tracked", [("physical", True), ("systemd-nspawn", False), ("container", False)])
 def test_named_process_tracked_unless_in_a_container(salt_factories, net, secrets_dir, tmp_path, virtual, tracked):
     """process.track auto: keepalived gets the kernel's process events only outside containers."""
-    loaders = node_loaders(
+    node = lan_node(
         salt_factories, "alpha", tmp_path, secrets_dir,
-        keepalived={"check_cmd": f"ip netns exec {net.ns['alpha']} keepalived -t -f"},
         grains={"ip4_interfaces": {"lo": ["127.0.0.1"], "eth0": [IPS["alpha"]]}, "virtual": virtual},
     )
-    ret = loaders.modules.state.sls("keepalived")
+    ret = _apply(net, node)
     assert not failed(ret), failed(ret)
-    text = (tmp_path / "etc" / "keepalived" / "keepalived.conf").read_text()
+    text = (node.root / "etc" / "keepalived" / "keepalived.conf").read_text()
     assert ('vrrp_track_process proc_named {\n    process "named"\n    weight -60\n}' in text) == tracked
     assert ("track_process {\n        proc_named\n    }" in text) == tracked
     assert "track_script {\n        chk_named\n    }" in text
 
 
 def test_vrrp_version_2_keeps_the_password_authentication(salt_factories, net, secrets_dir, tmp_path):
-    loaders = _loaders(salt_factories, net, "beta", tmp_path, secrets_dir, vrrp_version=2, advert_int=1)
-    ret = loaders.modules.state.sls("keepalived")
+    node = _node(salt_factories, "beta", tmp_path, secrets_dir, vrrp_version=2, advert_int=1)
+    ret = _apply(net, node)
     assert not failed(ret), failed(ret)
-    text = (tmp_path / "etc" / "keepalived" / "keepalived.conf").read_text()
+    text = (node.root / "etc" / "keepalived" / "keepalived.conf").read_text()
     password = (secrets_dir / "vrrp.password").read_text().strip()
     assert f"auth_type PASS\n        auth_pass {password}\n" in text and "vrrp_version 2\n" in text
     assert password not in repr(ret.raw)  # no password in the state output
-    errors = failed(_loaders(salt_factories, net, "beta", tmp_path, secrets_dir, vrrp_version=2).modules.state.sls("keepalived"))
+    errors = failed(_apply(net, _node(salt_factories, "beta", tmp_path, secrets_dir, vrrp_version=2)))
     assert list(errors.values()) == [
         f"keepalived:advert_int {DEFAULTS['advert_int']} with VRRP version 2: whole seconds only (sub-second adverts need version 3)"
     ]
@@ -196,18 +233,20 @@ def test_a_broken_config_is_rejected_and_the_previous_one_stays(salt_factories, 
     root = nodes["beta"]["root"]
     conf = root / "etc" / "keepalived" / "keepalived.conf"
     before = conf.read_bytes()
-    broken = _loaders(salt_factories, net, "beta", root, secrets_dir, virtual_router_id=300)
-    ret = broken.modules.state.sls("keepalived")
-    errors = failed(ret)
-    assert [sid.split("_|-")[1] for sid in errors] == ["keepalived-config-file-managed"], errors
-    assert "check_cmd" in next(iter(errors.values()))
+    broken = _node(salt_factories, "beta", root, secrets_dir, virtual_router_id=300)
+    ret = _apply(net, broken)
+    errors = {sid.split("_|-")[1]: comment for sid, comment in failed(ret).items()}
+    # the config is rejected; keepalived, which watches it, is left alone (not reloaded)
+    assert sorted(errors) == ["keepalived-config-file-managed", "keepalived-service-running"], errors
+    assert "check_cmd" in errors["keepalived-config-file-managed"]
+    assert errors["keepalived-service-running"].startswith("One or more requisite failed"), errors
     assert conf.read_bytes() == before
 
 
 def test_no_interface_holding_the_node_ip_is_a_clear_failure(salt_factories, net, secrets_dir, tmp_path):
-    loaders = node_loaders(salt_factories, "alpha", tmp_path, secrets_dir,
-                           grains={"ip4_interfaces": {"lo": ["127.0.0.1"], "eth9": ["10.1.1.1"]}})
-    errors = failed(loaders.modules.state.sls("keepalived"))
+    node = lan_node(salt_factories, "alpha", tmp_path, secrets_dir,
+                    grains={"ip4_interfaces": {"lo": ["127.0.0.1"], "eth9": ["10.1.1.1"]}})
+    errors = failed(_apply(net, node))
     assert list(errors.values()) == [
         f"no interface of alpha holds its inventory IP {IPS['alpha']}: set keepalived:lookup:interface"
     ]
@@ -225,31 +264,33 @@ def running(net, nodes):
         root = node["root"]
         for sls in ("bind", "keepalived"):
             if sls == "bind" or not (root / "etc" / "keepalived" / "keepalived.conf").exists():
-                ret = node["loaders"].modules.state.sls(sls)
+                ret = _apply(net, node["node"], sls)
                 assert not failed(ret), failed(ret)
-        node["named"] = _start_named(net, name, root)
+        node["named"] = _start_named(net, name, node)
     for name in nodes:
         wait_for(lambda n=name: _named_answers(net, n), 15, 0.1, f"named on {name}")
     wait_for(lambda: _named_answers(net, "beta", IPS["beta"]), 15, 0.1, "the zone transferred to beta")
     for name, node in nodes.items():
-        root = node["root"]
-        node["keepalived"] = _start_keepalived(net, name, root)
+        node["keepalived"] = _start_keepalived(net, name, node)
     yield nodes
 
 
-def _start_named(net, name, root):
-    return net.start(name, _named_argv(root), root / "named.log")
+def _start_named(net, name, node):
+    """named in namespace ``name``, in the node's files (its config names /etc/bind/...)."""
+    return net.start(name, _named_argv(name), node["root"] / "named.log", node=node["node"])
 
 
-def _start_keepalived(net, name, root):
+def _start_keepalived(net, name, node):
     # `-s NS`: keepalived subscribes to the kernel's process events (track_process), served in
     # the initial network namespace only, then enters the node's namespace itself, like a
     # keepalived on a Pi, which runs in the initial namespaces (`ip netns exec` would leave
-    # named's process untracked: counted as dead)
+    # named's process untracked: counted as dead). In the node's files (lanpair.netns_argv:
+    # /run/netns/NS usable there); its config names /etc/keepalived/..., /run/keepalived-cluster/...
     daemon = Daemon(
-        [KEEPALIVED, "-s", net.ns[name], "-n", "-l", "-D", "-P", "-f", str(root / "etc/keepalived/keepalived.conf"),
-         "-p", str(root / "run/keepalived.pid"), "-r", str(root / "run/keepalived-vrrp.pid")],
-        root / "keepalived.log",
+        node["node"].wrap(netns_argv(net.ns[name], [
+            KEEPALIVED, "-s", net.ns[name], "-n", "-l", "-D", "-P", "-f", "/etc/keepalived/keepalived.conf",
+            "-p", "/run/keepalived.pid", "-r", "/run/keepalived-vrrp.pid"])),
+        node["root"] / "keepalived.log",
     )
     net.daemons.append(daemon)
     return daemon
@@ -285,6 +326,7 @@ def _status(net, nodes, name):
     module = load_by_path(f"vip_status_{name}", REPO / "_modules" / "vip.py")
     module.__salt__ = net.salt_stub(name)
     module.__pillar__ = {"cluster": {"network": {"vip": VIP}}}
+    # the files keepalived and its notify script wrote at /run/..., read in the node's root
     root = nodes[name]["root"]
     return module.status(state_dir=str(root / "run/keepalived-cluster"), pidfile=str(root / "run/keepalived.pid"))
 
@@ -338,7 +380,7 @@ def test_a_dead_named_gives_the_vip_up_at_once_and_gets_it_back(net, running):
     assert lines[:2] == ["Quorum lost for tracked process proc_named",
                          "(VI_DNS) Changing effective priority from 150 to 90"], lines
     # named back on alpha: its priority is restored and it preempts
-    running["alpha"]["named"] = _start_named(net, "alpha", running["alpha"]["root"])
+    running["alpha"]["named"] = _start_named(net, "alpha", running["alpha"])
     wait_for(lambda: _holder(net) == "alpha", 20, 0.1, "the VIP back on alpha")
     wait_for(lambda: _status(net, running, "beta")["state"] == "BACKUP", 10, 0.1, "beta back to BACKUP")
 
@@ -377,7 +419,7 @@ def test_keepalived_stopping_or_dying_on_the_primary_moves_the_vip(net, running)
         "vip": VIP, "held": False, "interface": None, "instance": "VI_DNS", "state": "STOPPED",
         "priority": None, "since": None, "running": False,
     }
-    running["alpha"]["keepalived"] = _start_keepalived(net, "alpha", running["alpha"]["root"])
+    running["alpha"]["keepalived"] = _start_keepalived(net, "alpha", running["alpha"])
     wait_for(lambda: _holder(net) == "alpha", 20, 0.1, "the VIP back on alpha")
     # keepalived killed: no goodbye advert; beta waits for the master-down interval
     start = time.monotonic()
@@ -386,7 +428,7 @@ def test_keepalived_stopping_or_dying_on_the_primary_moves_the_vip(net, running)
     wait_for(lambda: _holder(net) == "beta", 15, 0.01, "the VIP on beta after keepalived was killed")
     print(f"VIP moved after the primary's keepalived was killed: {time.monotonic() - start:.2f} s")
     _gone(killed)
-    running["alpha"]["keepalived"] = _start_keepalived(net, "alpha", running["alpha"]["root"])
+    running["alpha"]["keepalived"] = _start_keepalived(net, "alpha", running["alpha"])
     _normal(net, running)
 
 
@@ -505,9 +547,9 @@ def _power_on(net, running, name, dying):
     then keepalived (as the units are ordered)."""
     dying.join()
     _ip("-n", net.ns[name], "link", "set", "eth0", "up")
-    running[name]["named"] = _start_named(net, name, running[name]["root"])
+    running[name]["named"] = _start_named(net, name, running[name])
     wait_for(lambda: _named_answers(net, name), 15, 0.05, f"named on {name}")
-    running[name]["keepalived"] = _start_keepalived(net, name, running[name]["root"])
+    running[name]["keepalived"] = _start_keepalived(net, name, running[name])
 
 
 def test_a_power_loss_of_the_primary_moves_dns_on_the_vip_to_the_secondary_and_back(net, running):
