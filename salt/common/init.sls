@@ -1,7 +1,6 @@
 {#- Every node: its name, /etc/hosts from the inventory, and a description of the node. #}
 {%- from 'common/map.jinja' import common with context %}
 {%- set node = common.node %}
-{%- set root = common.root %}
 {%- from 'roles/map.jinja' import roles with context %}
 {%- if roles.every_node %}
 include: {{ roles.every_node | json }}
@@ -9,13 +8,13 @@ include: {{ roles.every_node | json }}
 
 common-cluster-dir-file-directory:
   file.directory:
-    - name: {{ root ~ common.cluster_dir }}
+    - name: {{ common.cluster_dir }}
     - makedirs: True
     - mode: '0755'
 
 common-node-file-managed:
   file.managed:
-    - name: {{ root ~ common.cluster_dir }}/node.yaml
+    - name: {{ common.cluster_dir }}/node.yaml
     - mode: '0644'
     - contents: |
         # managed by Salt from the cluster inventory
@@ -25,12 +24,10 @@ common-node-file-managed:
 
 common-hostname-file-managed:
   file.managed:
-    - name: {{ root ~ common.hostname_file }}
+    - name: {{ common.hostname_file }}
     - makedirs: True
     - mode: '0644'
     - contents: {{ node.name }}
-
-{%- if common.set_running_hostname %}
 
 common-hostname-cmd-run:
   cmd.run:
@@ -38,11 +35,10 @@ common-hostname-cmd-run:
     - unless: test "$(hostname)" = {{ node.name }}
     - require:
       - file: common-hostname-file-managed
-{%- endif %}
 
 common-hosts-file-managed:
   file.managed:
-    - name: {{ root ~ common.hosts_file }}
+    - name: {{ common.hosts_file }}
     - makedirs: True
     - mode: '0644'
     - source: salt://common/files/hosts.jinja

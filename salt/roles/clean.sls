@@ -7,5 +7,5 @@
 
 roles-{{ role }}-marker-file-absent:
   file.absent:
-    - name: {{ common.root ~ common.cluster_dir }}/roles.d/{{ role }}
+    - name: {{ common.cluster_dir }}/roles.d/{{ role }}
 {%- endfor %}

@@ -2,9 +2,10 @@
 
 The states write their real paths (/etc/dhcp/dhcpd.conf, /srv/tftp, /usr/local/...): production
 code has no scratch-root switch. So each state apply, module call or daemon of a node runs in a
-private mount namespace where /etc, /srv, /usr, /var and /run are overlays: the host's files
-below, the node's directory ``<root>/<top>`` above. What the states write lands in
-``<root>/etc/...`` (the test reads it there); the host's files never change.
+private mount namespace (and UTS namespace: its own hostname) where /etc, /srv, /usr, /var and
+/run are overlays: the host's files below, the node's directory ``<root>/<top>`` above. What the
+states write lands in ``<root>/etc/...`` (the test reads it there); the host's files never
+change.
 
 - ``NodeFs.call(loaders_config, fn)``: fork, enter the node's namespace (and a network
   namespace if asked), build Salt's loaders there and return ``fn(loaders)`` (pickled back).
@@ -38,6 +39,7 @@ from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_o
 
 TOPS = ("etc", "srv", "usr", "var", "run")
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -123,6 +125,7 @@ class NodeFs:
         stub.write_text(SYSTEMCTL_STUB.format(base=str(self.systemctl_dir)))
         stub.chmod(0o755)
         (self.root / "run/systemd/system").mkdir(parents=True, exist_ok=True)
+        (self.root / ".work").mkdir(exist_ok=True)
 
     def __truediv__(self, other):
         return self.root / other
@@ -147,9 +150,9 @@ class NodeFs:
 
     def enter(self):
         """Move the calling (single-threaded, forked) process into a private mount namespace
-        with the node's overlays."""
-        if _libc.unshare(CLONE_NEWNS) != 0:
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        with the node's overlays, and a hostname of its own (common sets the node's)."""
+        if _libc.unshare(CLONE_NEWNS | CLONE_NEWUTS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS | CLONE_NEWUTS)")
         if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
         for top, options in self._mounts():
@@ -160,7 +163,27 @@ class NodeFs:
         """``argv`` run in the node's files (its own mount namespace, the overlays mounted)."""
         mounts = [f"mount -t overlay overlay -o {shlex.quote(options)} /{top}" for top, options in self._mounts()]
         script = " && ".join([*mounts, 'exec "$@"'])
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "node", *map(str, argv)]
+        return ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script, "node", *map(str, argv)]
+
+    def launcher(self, path, program):
+        """Write ``path``: a script that runs ``program`` with its arguments in the node's files
+        (fresh overlay work directories at each start), for a daemon that something else
+        starts, e.g. a salt-minion of pytest-salt-factories (``python_executable``)."""
+        mounts = " && ".join(f'mount -t overlay overlay -o "lowerdir=/{top},upperdir={self.root / top},'
+                             f'workdir=$W/{top}" /{top}' for top in TOPS)
+        inner = shlex.quote(mounts + ' && exec "$@"')
+        work = shlex.quote(str(self.root / ".work"))
+        lines = [
+            "#!/bin/sh",
+            f"W=$(mktemp -d {work}/run-XXXXXX) || exit 1",
+            "mkdir " + " ".join(f"$W/{top}" for top in TOPS) + " || exit 1",
+            "export W",
+            f'exec unshare --mount --uts --propagation private sh -c {inner} node {shlex.quote(str(program))} "$@"',
+        ]
+        path = pathlib.Path(path)
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o755)
+        return path
 
     def call(self, config, fn, netns=None, loaders=None):
         """``fn(loaders)`` in a forked child in the node's files (and network namespace
@@ -270,7 +293,5 @@ def make_node(salt_factories, name, root, secrets_dir, grains=None, inventory=No
         "systemd.scope": False,
         **{svc: {"lookup": lookup} for svc, lookup in lookups.items()},
     }
-    common = overrides.setdefault("common", {"lookup": {}})["lookup"]
-    common.setdefault("set_running_hostname", False)  # the namespace shares the host's hostname
     factory = salt_factories.salt_minion_daemon(name, overrides=overrides)
     return Node(factory.config.copy(), root)

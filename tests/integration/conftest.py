@@ -1,11 +1,14 @@
 """Integration tier: a real salt-master and minions (pytest-salt-factories) on this host.
 
 Minions are named after inventory nodes and carry the role grains the bootstrap would
-write. They run on the test host itself, so the common state's paths are redirected into
-a scratch root per minion (common:lookup:root in the minion config).
+write. They run on the test host itself, each in its node's own files and hostname
+(tests/functional/nodefs.py: a private mount namespace whose /etc, /var, ... are overlays of
+the host's, the node's changes under node_root(name)/etc, ...): the states write their real
+paths and the host does not change. systemd is mocked there (a recording systemctl stub).
 """
 
 import shutil
+import sys
 
 import pytest
 import yaml
@@ -19,6 +22,7 @@ from tests.conftest import (
     model_environ,
     secrets_opts,
 )
+from tests.functional.nodefs import NodeFs
 
 # the integration cluster: the project inventory minus three compute nodes (every node of
 # the inventory has a running minion, or the orchestration would rightly report it missing)
@@ -107,17 +111,21 @@ def node_root(integration_dir, name):
 def _minion(salt_master, integration_dir, name, roles):
     root = node_root(integration_dir, name)
     shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    return salt_master.salt_minion_daemon(
+    node = NodeFs(root)
+    factory = salt_master.salt_minion_daemon(
         name,
         overrides={
             "grains": {"roles": roles},
-            "common": {"lookup": {"root": str(root), "set_running_hostname": False}},
+            # the roles' services are the lab's to prove: here common and the role markers
             "roles": {"lookup": {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}},
             # as salt/minion writes it: the start event carries the provisioned marker
             "start_event_grains": ["cluster_provisioned"],
+            "systemd.scope": False,
         },
     )
+    # the minion runs in the node's files: its python started through the node's launcher
+    factory.python_executable = str(node.launcher(root.parent / f"{name}-python", sys.executable))
+    return factory
 
 
 @pytest.fixture(scope="session")

@@ -115,15 +115,16 @@ def _forget_builds(salt_cli, salt_master):
 
 @pytest.fixture(scope="module", autouse=True)
 def clean_slate(minions, salt_master, salt_cli, integration_dir):
-    """Start and end with a cluster nobody provisioned; leave the scratch roots empty (as the
-    other modules of this tier expect: nothing applied yet)."""
+    """Start and end with a cluster nobody provisioned; leave no role applied on the nodes (as
+    the other modules of this tier expect: nothing applied yet)."""
     _forget_builds(salt_cli, salt_master)
     yield
     _forget_builds(salt_cli, salt_master)
+    # on the nodes themselves (their files are their minions' mount namespaces)
+    ret = salt_cli.run("-L", "file.remove", "/etc/cluster", minion_tgt=",".join(NODES))
+    assert ret.returncode == 0, ret
     for name in NODES:
-        root = node_root(integration_dir, name)
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
+        assert not (node_root(integration_dir, name) / "etc" / "cluster").exists(), name
 
 
 @pytest.fixture(scope="module")
@@ -313,14 +314,17 @@ def test_orch_cluster_starts_k3s_agents_after_their_server(minions, inventory_wi
 
 
 @pytest.fixture
-def broken_alpha(integration_dir):
+def broken_alpha(integration_dir, salt_cli):
     """alpha's cluster directory is a regular file: its common state cannot apply."""
     cluster_dir = node_root(integration_dir, "alpha") / "etc" / "cluster"
-    shutil.rmtree(cluster_dir, ignore_errors=True)
-    cluster_dir.parent.mkdir(parents=True, exist_ok=True)
-    cluster_dir.write_text("not a directory\n")
+    ret = salt_cli.run("cmd.run", "rm -rf /etc/cluster && echo 'not a directory' > /etc/cluster", "python_shell=True",
+                       minion_tgt="alpha")
+    assert ret.returncode == 0, ret
+    assert cluster_dir.read_text() == "not a directory\n"
     yield
-    cluster_dir.unlink()  # alpha is whole again (its next highstate recreates the directory)
+    # alpha is whole again (its next highstate recreates the directory)
+    ret = salt_cli.run("file.remove", "/etc/cluster", minion_tgt="alpha")
+    assert ret.returncode == 0, ret
 
 
 def test_a_failing_step_stops_the_rollout_and_names_node_and_state(

@@ -93,7 +93,10 @@ def test_a_minion_outside_the_inventory_gets_no_pillar(minions, spawn_minion, sa
 
 def test_invalid_inventory_makes_a_highstate_change_nothing(minions, salt_cli, integration_dir, broken_inventory):
     hosts = node_root(integration_dir, "alpha") / "etc" / "hosts"
-    hosts.write_text("drifted\n")
+    # drifted on the node itself (its files are its minion's mount namespace)
+    ret = salt_cli.run("cmd.run", "printf 'drifted\\n' > /etc/hosts", "python_shell=True", minion_tgt="alpha")
+    assert ret.returncode == 0, ret
+    assert hosts.read_text() == "drifted\n"
     ret = salt_cli.run("state.highstate", minion_tgt="alpha")
     assert ret.returncode != 0
     assert broken_inventory in "\n".join(ret.data)
