@@ -4,12 +4,10 @@
     a change is loaded by cluster-firewall-apply under a rollback timer, confirmed by a new
     connection to the master; cluster-firewall.service loads it at boot. #}
 {%- from 'firewall/map.jinja' import firewall with context %}
-{%- if firewall.pkgs %}
 
 firewall-pkg-installed:
   pkg.installed:
     - pkgs: {{ firewall.pkgs | json }}
-{%- endif %}
 
 firewall-rules-file-managed:
   file.managed:
@@ -24,10 +22,8 @@ firewall-rules-file-managed:
         firewall: {{ firewall | json }}
     # a ruleset nft refuses never replaces the one in place
     - check_cmd: /usr/sbin/nft -c -f
-{%- if firewall.pkgs %}
     - require:
       - pkg: firewall-pkg-installed
-{%- endif %}
 
 firewall-apply-script-file-managed:
   file.managed:

@@ -1,7 +1,5 @@
 """Helpers of the DHCP, NTP, TFTP and httpd functional tests.
 
-- ``node_loaders``: Salt loaders for one node of the project inventory whose dhcpd, tftpd,
-  httpd and chrony states write under a scratch root, install nothing and leave systemd alone.
 - ``Switch``: network namespaces joined by a bridge in a namespace of its own (a small LAN:
   one namespace per node, ``eth0`` in each). Nothing leaves the namespaces; the host's network
   is not touched.
@@ -11,45 +9,15 @@
 
 import contextlib
 import ctypes
-import itertools
 import os
 import shutil
 import signal
 import subprocess
 import time
 
-from saltfactories.utils.functional import Loaders
-
-from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
-
 HAVE_NETNS = os.geteuid() == 0 and shutil.which("ip") is not None
 CLONE_NEWNET = 0x40000000
-_SEQ = itertools.count()
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-def node_loaders(salt_factories, name, root, secrets_dir, grains=None, inventory=None, **lookups):
-    """Loaders of minion ``name``: dhcpd, tftpd, httpd and chrony write under ``root``, install
-    nothing and manage no service; ``lookups`` add to their ``<svc>:lookup``. ``inventory``:
-    another inventory file than the project's."""
-    root = str(root)
-    services = {}
-    for svc in ("dhcpd", "tftpd", "httpd", "chrony"):
-        services[svc] = {"lookup": {"root": root, "pkgs": [], "manage_service": False, **lookups.get(svc, {})}}
-    for svc, lookup in lookups.items():  # any other service: its lookup as given
-        services.setdefault(svc, {"lookup": lookup})
-    overrides = {
-        "file_client": "local",
-        "file_roots": {"base": [str(STATE_TREE)]},
-        **cluster_pillar_opts(inventory or INVENTORY),
-        **secrets_opts(secrets_dir),
-        "grains": {**(grains or {})},
-        "common": {"lookup": {"root": root, "set_running_hostname": False}},
-        "roles": {"lookup": {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}},
-        **services,
-    }
-    factory = salt_factories.salt_minion_daemon(f"{name}", overrides=overrides)
-    return Loaders(factory.config.copy(), loaded_base_name=f"{__name__}.{name}{next(_SEQ)}.loaded")
 
 
 def _sid(key):

@@ -1,7 +1,7 @@
 """Render tier: every node of the project inventory rendered through Salt itself, nothing applied.
 
-For each node, Salt's loaders (real ext_pillar, real secrets pillar, the real state tree, no
-``*:lookup:root`` nor ``manage_service`` seam) run ``state.show_lowstate``: the node's whole
+For each node, Salt's loaders (real ext_pillar, real secrets pillar, the real state tree with
+its production defaults) run ``state.show_lowstate``: the node's whole
 highstate rendered. Then the files of the services whose configs have a checker (bind, dhcpd,
 keepalived, chrony) are rendered from those low chunks exactly as their states would write them
 (``file.get_managed`` for ``source`` + ``template``, ``file.apply_template_on_contents`` for

@@ -16,11 +16,13 @@ MODEL_CALL_IN_TEMPLATES = re.compile(r"""salt(\[\s*['"]|\.)cluster\.""")
 MODEL_CALL_IN_MODULES = re.compile(r"""__salt__\[\s*['"]cluster\.""")
 # a read of the pillar, the grains or an execution module from Jinja (issue 11, item 4)
 READS = re.compile(r"pillar\.get|pillar\[|grains\[|grains\.get|salt\[|salt\.[a-z_]+\.")
-# TEMPORARY, removed at merge time: these folders are being moved to their maps in parallel
-# (another branch); the scan skips them until then.
 # {(file under salt/, the read as matched): why it stays outside a map.jinja}: keep it short,
 # every entry justified; an entry that no longer matches fails the test too.
 ALLOWED_READS = {}
+# a test switch in the production state tree (issue 11, item 5): a prefix for a scratch root, a
+# "leave the service alone" flag, a package list the tests empty, "do not set the hostname"
+TEST_SWITCHES = re.compile(r"\.root\b|\bmanage_service\b|set_running_hostname|\{%-?\s*if\s+\w+\.pkgs\s*%\}"
+                           r"|^\s+root:\s", re.MULTILINE)
 
 
 def _files(*roots):
@@ -96,3 +98,23 @@ def test_the_read_scan_finds_a_read_in_an_sls(tmp_path):
         (tree / rel).write_text(text)
     assert _state_tree_reads(tree) == {("svc/init.sls", "pillar.get"), ("svc/files/conf.jinja", "grains["),
                                     ("svc/files/conf.jinja", "salt[")}
+
+
+def _switches(root):
+    return [f"{path.relative_to(root)}: {m.group(0).strip()}" for path, text in _files(root)
+            for m in TEST_SWITCHES.finditer(text)]
+
+
+def test_the_state_tree_has_no_test_switch():
+    # the functional and integration tiers apply the states in a node's own files
+    # (tests/functional/nodefs.py): the production defaults need no switch for them
+    assert _switches(REPO / "salt") == []
+
+
+def test_the_switch_scan_finds_each_kind_of_switch(tmp_path):
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "defaults.yaml").write_text("svc:\n  root: ''\n  manage_service: true\n  user: root\n")
+    (tmp_path / "svc" / "init.sls").write_text("{%- if svc.pkgs %}\nx:\n  file.managed:\n    - name: {{ svc.root ~ '/etc/x' }}\n"
+                                              "{%- endif %}\n")
+    assert sorted(_switches(tmp_path)) == ["svc/defaults.yaml: manage_service", "svc/defaults.yaml: root:",
+                                          "svc/init.sls: .root", "svc/init.sls: {%- if svc.pkgs %}"]
