@@ -9,12 +9,13 @@ import pytest
 from saltfactories.utils.functional import Loaders
 
 from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, make_secrets, secrets_opts
+from tests.functional.nodefs import make_node
 
-
-@pytest.fixture(scope="module")
-def node_root(tmp_path_factory):
-    """Where the common state writes /etc/... (the loaders run on the test host itself)."""
-    return tmp_path_factory.mktemp("node-root")
+# alpha_node's role table, emptied (roles:lookup): its highstate is then common, the role
+# marker and no clean, what test_state_tree asserts of a highstate (the grain's role only, then
+# zero changes). The full table would add the lanservices services (tested in their nodes' files
+# by their own tests) and every_node's tls, which asks a CA over a Salt bus there is none of here.
+EMPTY_ROLE_TABLE = {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,9 @@ def secrets_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def minion_opts(salt_factories, node_root, secrets_dir):
+def minion_opts(salt_factories, secrets_dir):
+    """alpha's config for loaders in the test's own process: reads only (pillar, rendering,
+    modules on the test's own scratch files); what applies states is ``alpha_node``."""
     factory = salt_factories.salt_minion_daemon(
         "alpha",
         overrides={
@@ -34,11 +37,19 @@ def minion_opts(salt_factories, node_root, secrets_dir):
             **cluster_pillar_opts(INVENTORY),
             **secrets_opts(secrets_dir),
             "grains": {"roles": ["lanservices"]},
-            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False}},
-            "roles": {"lookup": {"every_node": [], "services": {"deployer": [], "lanservices": [], "compute": []}}},
         },
     )
     return factory.config.copy()
+
+
+@pytest.fixture(scope="module")
+def alpha_node(salt_factories, secrets_dir, tmp_path_factory):
+    """alpha (grain role lanservices, the role table emptied) applying states in its own files
+    (tests/functional/nodefs.py): common writes the real /etc/hosts, /etc/hostname,
+    /etc/cluster/... and sets the running hostname, all in alpha's namespace; the test reads
+    them under ``alpha_node.root``."""
+    return make_node(salt_factories, "alpha", tmp_path_factory.mktemp("alpha-node"), secrets_dir,
+                     grains={"roles": ["lanservices"]}, roles=EMPTY_ROLE_TABLE)
 
 
 @pytest.fixture(scope="module")

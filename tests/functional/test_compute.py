@@ -1,7 +1,8 @@
 """
 The compute services through Salt's loaders, for compute minions (``delta``, the k3s server,
-and ``epsilon``, an agent): distcc, MPICH and k3s rendered and applied in test mode; the
-parts that can really run here run for real: distccd daemons on loopback addresses configured
+and ``epsilon``, an agent): distcc, MPICH and k3s rendered, and applied in test mode in delta's
+own files (tests/functional/nodefs.py: nothing of the test host is read as delta's, nothing
+written); the parts that can really run here run for real: distccd daemons on loopback addresses configured
 by the rendered files, cluster-mpi-hello built by the state's own command and run with
 ``mpiexec -n 2``, and the k3s binary's version pin (check_cmd) against fake artifacts.
 """
@@ -18,9 +19,10 @@ import time
 
 import pytest
 import yaml
-from saltfactories.utils.functional import Loaders
+from saltfactories.utils.functional import Loaders, MultiStateResult
 
 from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
+from tests.functional.nodefs import Node
 
 K3S = yaml.safe_load((STATE_TREE / "k3s" / "defaults.yaml").read_text())["k3s"]
 SKIP_LINE = "k3s skipped: no artifact at salt://k3s/files/artifacts/k3s with sha256 in pillar k3s:lookup:sha256"
@@ -70,8 +72,11 @@ def loopback_inventory(workdir):
 
 
 @pytest.fixture(scope="module")
-def make_loaders(salt_factories, secrets_dir, node_root, workdir):
-    made = {}
+def make_loaders(salt_factories, secrets_dir, workdir):
+    """Loaders of a compute minion in the test's process (rendering, pillar, state functions
+    called on scratch paths); ``make.node(label)``: the same minion as a Node, applying SLS in
+    its own files."""
+    made, nodes = {}, {}
 
     def make(minion_id, label, inventory=INVENTORY, extra_roots=(), **lookups):
         cache = workdir / label / "cache"
@@ -85,15 +90,24 @@ def make_loaders(salt_factories, secrets_dir, node_root, workdir):
             **secrets_opts(secrets_dir),
             # a compute minion whose inventory address is on eth0 (the host has no such address)
             "grains": {"roles": ["compute"], "ip4_interfaces": {"lo": ["127.0.0.1"], "eth0": ["192.168.10.21"]}},
-            # common writes under node_root; the compute role keeps its services (salt/roles/defaults.yaml)
+            # no every_node SLS (tls would ask a CA over a bus there is none of); the compute role
+            # keeps its services (salt/roles/defaults.yaml)
             "roles": {"lookup": {"every_node": []}},
-            "common": {"lookup": {"root": str(node_root), "set_running_hostname": False}},
+            # systemd-run --scope: not on this host (in a Node, systemctl is the stub)
+            "systemd.scope": False,
             **{svc: {"lookup": values} for svc, values in lookups.items()},
         }
         opts = salt_factories.salt_minion_daemon(minion_id, overrides=overrides).config.copy()
         made[label] = Loaders(opts, loaded_base_name=f"{__name__}.{label}")
+        made[label].node_config = opts
         return made[label]
 
+    def node(label):
+        if label not in nodes:
+            nodes[label] = Node(made[label].node_config, workdir / label / "root")
+        return nodes[label]
+
+    make.node = node
     yield make
     for loaders in made.values():
         loaders.reset_state()
@@ -109,6 +123,14 @@ def mpich_dirs(workdir):
 def delta(make_loaders, artifact_root, mpich_dirs):
     """delta (the k3s server); fake k3s artifacts on the fileserver under other names."""
     return make_loaders("delta", "delta", extra_roots=[artifact_root["root"]], mpich=mpich_dirs)
+
+
+@pytest.fixture(scope="module")
+def delta_node(delta, make_loaders):
+    """delta applying SLS (test mode only here) in its own files: they must write nothing."""
+    node = make_loaders.node("delta")
+    yield node
+    assert node.fs.written() == []
 
 
 @pytest.fixture(scope="module")
@@ -141,33 +163,34 @@ def _k3s_pillar(**lookup):
 # --- k3s ------------------------------------------------------------------------------------
 
 
-def test_k3s_without_artifact_is_one_clear_skip_line(delta):
+def test_k3s_without_artifact_is_one_clear_skip_line(delta_node):
     for test in (True, False):
-        results = _results(delta.modules.state.sls("k3s", test=test))
+        results = _results(delta_node.sls("k3s", test=test))
         assert list(results) == ["k3s-skipped-test-show-notification"]
         (skip,) = results.values()
         assert skip["result"] is True and skip["changes"] == {}
         assert skip["comment"].startswith(SKIP_LINE)
         assert "the file is not on the fileserver, no sha256 is set" in skip["comment"]
         assert K3S["version"] in skip["comment"]
+    assert delta_node.fs.written() == []
 
 
-def test_k3s_artifact_without_its_sha256_is_skipped_too(delta, artifact_root):
-    results = _results(delta.modules.state.sls("k3s", test=True, pillar=_k3s_pillar()))
+def test_k3s_artifact_without_its_sha256_is_skipped_too(delta_node, artifact_root):
+    results = _results(delta_node.sls("k3s", test=True, pillar=_k3s_pillar()))
     assert list(results) == ["k3s-skipped-test-show-notification"]
     assert "(no sha256 is set)" in results["k3s-skipped-test-show-notification"]["comment"]
     # and a sha256 for an artifact that is not there
     pillar = _k3s_pillar(sha256=artifact_root["sha256"], artifact="k3s-arm64")
-    results = _results(delta.modules.state.sls("k3s", test=True, pillar=pillar))
+    results = _results(delta_node.sls("k3s", test=True, pillar=pillar))
     assert list(results) == ["k3s-skipped-test-show-notification"]
     assert "salt://k3s/files/artifacts/k3s-arm64" in results["k3s-skipped-test-show-notification"]["comment"]
 
 
-def test_k3s_server_in_test_mode_with_an_artifact(delta, artifact_root, workdir):
+def test_k3s_server_in_test_mode_with_an_artifact(delta, delta_node, artifact_root, workdir):
     cmdline = workdir / "cmdline.txt"
     cmdline.write_text("console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 rootwait\n")
     pillar = _k3s_pillar(sha256=artifact_root["sha256"], cmdline_files=[str(workdir / "nope.txt"), str(cmdline)])
-    ret = delta.modules.state.sls("k3s", test=True, pillar=pillar)
+    ret = delta_node.sls("k3s", test=True, pillar=pillar)
     results = _results(ret)
     assert ret.failed is False, {k: r["comment"] for k, r in results.items() if r["result"] is False}
     assert "k3s-skipped-test-show-notification" not in results
@@ -176,6 +199,7 @@ def test_k3s_server_in_test_mode_with_an_artifact(delta, artifact_root, workdir)
     assert results["k3s-cmdline-k3s-cmdline"]["changes"]["new"].endswith("cgroup_memory=1 cgroup_enable=memory")
     assert results["k3s-cmdline-reboot-cmd-run"]["result"] is None
     assert cmdline.read_text().endswith("rootwait\n")  # test mode wrote nothing
+    assert delta_node.fs.written() == []
     assert results["k3s-binary-file-managed"]["result"] is None
     assert results["k3s-joined-k3s-joined"]["result"] is None
     assert "would wait up to 300 s for node delta to be Ready" in results["k3s-joined-k3s-joined"]["comment"]
@@ -240,7 +264,7 @@ def test_k3s_binary_is_installed_only_at_the_pinned_version(delta, artifact_root
 # --- distcc and MPICH in test mode ----------------------------------------------------------
 
 
-def test_distcc_and_mpich_render_and_apply_in_test_mode(delta):
+def test_distcc_and_mpich_render_and_apply_in_test_mode(delta_node):
     for sls, expected in (
         ("distcc", {"distcc-client-pkg-installed", "distcc-client-hosts-file-managed",
                     "distcc-server-defaults-file-managed", "distcc-server-service-running"}),
@@ -250,20 +274,25 @@ def test_distcc_and_mpich_render_and_apply_in_test_mode(delta):
                    "mpich-hello-build-cmd-run", "mpich-finalize-build-cmd-run",
                    "mpich-hydra-conf-file-managed"}),
     ):
-        ret = delta.modules.state.sls(sls, test=True)
+        ret = delta_node.sls(sls, test=True)
         results = _results(ret)
         assert ret.failed is False, {k: r["comment"] for k, r in results.items() if r["result"] is False}
         assert expected <= set(results)
+    assert delta_node.fs.written() == []
 
 
-def test_compute_highstate_in_test_mode_has_the_three_services_and_the_k3s_skip_line(delta):
-    ret = delta.modules.state.highstate(test=True)
+def test_compute_highstate_in_test_mode_has_the_three_services_and_the_k3s_skip_line(delta_node):
+    ret = MultiStateResult(delta_node.call(lambda loaders: loaders.modules.state.highstate(test=True).raw))
     results = _results(ret)
     assert ret.failed is False, {k: r["comment"] for k, r in results.items() if r["result"] is False}
     sls = {r["__sls__"] for r in results.values()}
     assert {"distcc", "distcc.client", "mpich", "k3s", "roles.compute"} <= sls
     skips = [r for r in results.values() if r["comment"].startswith("k3s skipped:")]
     assert len(skips) == 1 and skips[0]["comment"].startswith(SKIP_LINE)
+    # common too, with delta's own hostname and files: the node's, not the test host's
+    assert {"common", "roles.clean"} <= sls
+    assert results["common-hostname-cmd-run"]["result"] is None  # would set delta's hostname
+    assert delta_node.fs.written() == []
 
 
 def test_distcc_and_mpich_files_come_from_the_inventory(delta):
@@ -473,13 +502,13 @@ def test_loopback_inventory_is_valid(loop):
     assert next(host for host in node["hosts"] if host["name"] == "delta")["ip"] == "127.0.0.21"
 
 
-def test_k3s_rejoin_acts_on_the_server_only(delta, epsilon):
+def test_k3s_rejoin_acts_on_the_server_only(delta, delta_node, epsilon):
     pillar = {"k3s_rejoin": {"epsilon": "0f9e8d7c6b5a49383726150413029181", "gamma": "1a3c5e7b9d2f4a6c8e0b1d3f5a7c9e2b"}}
     on_server = {c["__id__"]: c for c in delta.modules.state.show_low_sls("k3s.rejoin", pillar=pillar)}
     assert set(on_server) == {"k3s-rejoin-epsilon-k3s-joined", "k3s-rejoin-gamma-k3s-joined"}
     assert on_server["k3s-rejoin-epsilon-k3s-joined"]["machine_id"] == "0f9e8d7c6b5a49383726150413029181"
     assert on_server["k3s-rejoin-epsilon-k3s-joined"]["wait"] is False
-    ret = delta.modules.state.sls("k3s.rejoin", test=True, pillar=pillar)
+    ret = delta_node.sls("k3s.rejoin", test=True, pillar=pillar)
     results = _results(ret)
     assert all(r["result"] is None and "not wait" in r["comment"] for r in results.values()), results
     on_agent = [c["__id__"] for c in epsilon.modules.state.show_low_sls("k3s.rejoin", pillar=pillar)]

@@ -61,8 +61,6 @@ def make_loaders(salt_factories, secrets_dir, workdir):
             **secrets_opts(secrets_dir),
             "grains": {"roles": roles},
             "roles": {"lookup": {"every_node": []}},
-            "common": {"lookup": {"root": str(workdir / minion_id / "root"),
-                                  "set_running_hostname": False}},
             # a CA that does not answer is retried: quickly here
             "sshd": {"lookup": {"ca_retry": {"attempts": 2, "interval": 1, "splay": 0}}},
         }

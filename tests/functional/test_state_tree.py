@@ -1,9 +1,11 @@
-"""The real state tree applied through the loaders: common, role SLS, test mode, idempotency."""
+"""The real state tree through the loaders: pillar and rendering in the test's process; common and
+the highstate applied in alpha's own files and hostname (tests/functional/nodefs.py): test mode,
+idempotency, drift."""
 
 import copy
 
 import yaml
-from saltfactories.utils.functional import Loaders
+from saltfactories.utils.functional import Loaders, MultiStateResult
 
 import salt.pillar
 from rpicluster import model
@@ -54,40 +56,60 @@ def test_a_minion_outside_the_inventory_gets_no_node_and_the_states_say_why(mini
         rogue.reset_state()
 
 
-def test_common_in_test_mode_changes_nothing(modules, node_root):
-    ret = modules.state.sls("common", test=True)
-    assert ret.failed is False
+def _by_id(ret, state_id):
+    return next(r for r in ret.raw.values() if r["__id__"] == state_id)
+
+
+def _twice_and_hostname(apply):
+    """In one child of the node (one running node: the hostname a run sets stays for the next):
+    ``apply(loaders)`` twice, then the running hostname."""
+    def runs(loaders):
+        return apply(loaders), apply(loaders), loaders.modules.cmd.run("hostname")
+    return runs
+
+
+def test_common_in_test_mode_changes_nothing(alpha_node):
+    ret = alpha_node.sls("common", test=True)
+    assert ret.failed is False, ret.raw
     would = [r for r in ret.raw.values() if r["result"] is None]
     assert would, "test mode should report what would change"
-    assert not (node_root / "etc" / "hosts").exists()
+    assert _by_id(ret, "common-hostname-cmd-run")["result"] is None  # would set it: not yet
+    assert alpha_node.fs.written() == []
+    assert not (alpha_node.root / "etc" / "hosts").exists()
 
 
-def test_common_applies_then_reports_zero_changes(modules, node_root):
-    ret = modules.state.sls("common")
+def test_common_applies_then_reports_zero_changes(alpha_node):
+    first, again, hostname = alpha_node.call(_twice_and_hostname(lambda loaders: loaders.modules.state.sls("common").raw))
+    ret, again = MultiStateResult(first), MultiStateResult(again)
     assert ret.failed is False, ret.raw
-    hosts = (node_root / "etc" / "hosts").read_text()
+    hosts = (alpha_node.root / "etc" / "hosts").read_text()
     assert "192.168.10.21\tdelta.dc1.b3rry.clust0r delta\n" in hosts
     assert "192.168.10.111\tns.dc1.b3rry.clust0r ns\n" in hosts
-    assert (node_root / "etc" / "hostname").read_text().strip() == "alpha"
-    node = yaml.safe_load((node_root / "etc" / "cluster" / "node.yaml").read_text())
+    assert (alpha_node.root / "etc" / "hostname").read_text().strip() == "alpha"
+    node = yaml.safe_load((alpha_node.root / "etc" / "cluster" / "node.yaml").read_text())
     assert node["node"]["roles"] == ["lanservices"]
-    again = modules.state.sls("common")
+    # the running hostname was the test host's: set, in alpha's own UTS namespace
+    run = _by_id(ret, "common-hostname-cmd-run")
+    assert run["result"] is True and run["changes"]["retcode"] == 0, run
+    assert hostname == "alpha"
+    assert {"etc/hosts", "etc/hostname", "etc/cluster/node.yaml"} <= set(alpha_node.fs.written())
     assert again.failed is False
     assert _changed(again) == {}
 
 
-def test_highstate_applies_the_grain_role_only(modules, node_root):
-    ret = modules.state.highstate()
+def test_highstate_applies_the_grain_role_only(alpha_node):
+    first, again, _ = alpha_node.call(_twice_and_hostname(lambda loaders: loaders.modules.state.highstate().raw))
+    ret = MultiStateResult(first)
     assert ret.failed is False, ret.raw
-    roles_d = node_root / "etc" / "cluster" / "roles.d"
+    roles_d = alpha_node.root / "etc" / "cluster" / "roles.d"
     assert sorted(p.name for p in roles_d.iterdir()) == ["lanservices"]
     assert "in_inventory: True" in (roles_d / "lanservices").read_text()
-    assert _changed(modules.state.highstate()) == {}
+    assert _changed(MultiStateResult(again)) == {}
 
 
-def test_a_drifted_file_is_put_back(modules, node_root):
-    hosts = node_root / "etc" / "hosts"
+def test_a_drifted_file_is_put_back(alpha_node):
+    hosts = alpha_node.root / "etc" / "hosts"  # alpha's own file (its upper layer): no child runs now
     hosts.write_text("127.0.0.1 localhost\n")
-    ret = modules.state.sls("common")
+    ret = alpha_node.sls("common")
     assert "common-hosts-file-managed" in "".join(_changed(ret))
     assert "alpha.dc1.b3rry.clust0r" in hosts.read_text()

@@ -5,7 +5,9 @@ remote signing under its policy, and Redis's TLS listener. The signing really ru
 ``x509.certificate_managed`` with ``ca_server`` asks psi's loaders (psi's own pillar and
 policies) through a stand-in for the Salt bus that delivers the request with the requester's
 minion ID as ``__pub_id``, as the master does for a peer publish (the functional tier has no
-master). Then a real redis-server with the rendered TLS lines serves psi's certificate: redis-cli
+master). The SLS are applied in each minion's own files (tests/functional/nodefs.py: the
+node's scratch paths below are under the test's tmp directory, the rest of its files its own).
+Then a real redis-server with the rendered TLS lines serves psi's certificate: redis-cli
 and redis-py with the CA accept it, a server certificate from another CA and a wrong name are
 refused.
 """
@@ -19,9 +21,11 @@ import subprocess
 import time
 
 import pytest
+from saltfactories.utils.functional import Loaders
 
 from tests.conftest import INVENTORY, STATE_TREE, cluster_pillar_opts, secrets_opts
-from tests.functional.salt_bus import as_ca_minion, fake_publish_module, minion_loaders
+from tests.functional.nodefs import Node
+from tests.functional.salt_bus import as_ca_minion, fake_publish_module
 
 DOMAIN = "dc1.b3rry.clust0r"
 CERT_STATE = "tls-certificate-x509-certificate-managed"
@@ -42,6 +46,8 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def make_loaders(salt_factories, secrets_dir, workdir):
+    """A minion's loaders in the test's process (pillar, rendering, state functions on scratch
+    paths, the CA's signing), and ``.node``: the same minion applying SLS in its own files."""
     made = []
 
     def make(minion_id, roles):
@@ -63,7 +69,8 @@ def make_loaders(salt_factories, secrets_dir, workdir):
             **secrets_opts(secrets_dir),
             "grains": {"roles": roles},
             "roles": {"lookup": {"every_node": []}},
-            "common": {"lookup": {"root": str(node / "root"), "set_running_hostname": False}},
+            # systemd-run --scope: not on this host (in a Node, systemctl is the stub)
+            "systemd.scope": False,
             # the node's paths in a scratch directory; a CA that does not answer is retried quickly
             "tls": {"lookup": {
                 "dir": str(node / "tls"), "key": str(node / "tls" / "node.key"),
@@ -71,7 +78,10 @@ def make_loaders(salt_factories, secrets_dir, workdir):
                 "update_cmd": str(update), "ca_retry": {"attempts": 2, "interval": 1, "splay": 0},
             }},
         }
-        return minion_loaders(salt_factories, minion_id, overrides, made, __name__)
+        opts = salt_factories.salt_minion_daemon(minion_id, overrides=overrides).config.copy()
+        made.append(Loaders(opts, loaded_base_name=f"{__name__}.{minion_id}"))
+        made[-1].node = Node(opts, node / "root")
+        return made[-1]
 
     yield make
     for loaders in made:
@@ -86,7 +96,7 @@ def psi(make_loaders):
 @pytest.fixture(scope="module")
 def ca(psi, secrets_dir):
     """sls tls_ca applied on the deployer, once: the CA key and certificate."""
-    ret = psi.modules.state.sls("tls_ca")
+    ret = psi.node.sls("tls_ca")
     assert ret.failed is False, ret.raw
     return {"key": secrets_dir / "tls" / "ca.key", "cert": secrets_dir / "tls" / "ca.crt", "ret": ret}
 
@@ -165,7 +175,7 @@ def test_the_ca_key_and_certificate_are_made_root_only_with_ca_extensions(ca, ps
     not_before, not_after = _dates(ca["cert"])
     assert (not_after - not_before).days == 3650
     assert _verify(ca["cert"], ca["cert"]).returncode == 0  # self-signed, verifies against itself
-    again = psi.modules.state.sls("tls_ca")
+    again = psi.node.sls("tls_ca")
     assert again.failed is False and _changed(again) == {}
 
 
@@ -182,9 +192,9 @@ def test_only_the_public_ca_certificate_reaches_the_nodes(ca, delta, psi):
 
 def test_a_node_gets_its_certificate_by_remote_signing_and_trusts_the_ca(bus, ca, delta, workdir):
     node = workdir / "delta"
-    dry = delta.modules.state.sls("tls", test=True)
+    dry = delta.node.sls("tls", test=True)
     assert dry.raw[f"x509_|-{CERT_STATE}_|-{node / 'tls' / 'node.crt'}_|-certificate_managed"]["result"] is None
-    ret = delta.modules.state.sls("tls")
+    ret = delta.node.sls("tls")
     assert ret.failed is False, ret.raw
     key, cert, trust = node / "tls" / "node.key", node / "tls" / "node.crt", node / "trust" / "cluster-ca.crt"
     assert _mode(key) == 0o600 and _mode(cert) == 0o644
@@ -202,7 +212,7 @@ def test_a_node_gets_its_certificate_by_remote_signing_and_trusts_the_ca(bus, ca
     # the certificate is for delta's own key, which never left delta
     pub = _openssl("pkey", "-in", str(key), "-pubout").stdout
     assert _openssl("x509", "-noout", "-pubkey", "-in", str(cert)).stdout == pub
-    again = delta.modules.state.sls("tls")
+    again = delta.node.sls("tls")
     assert again.failed is False and _changed(again) == {}
     assert (node / "trust-updates").read_text() == "run\n"  # update-ca-certificates only on change
 
@@ -271,7 +281,7 @@ def test_an_unreachable_ca_is_retried_then_fails_with_a_message(delta, workdir):
 @pytest.fixture(scope="module")
 def psi_tls(ca, psi, workdir):
     """sls tls on the deployer: it signs its own certificate locally, under its policy."""
-    ret = psi.modules.state.sls("tls")
+    ret = psi.node.sls("tls")
     assert ret.failed is False, ret.raw
     node = workdir / "psi"
     return {"key": node / "tls" / "node.key", "cert": node / "tls" / "node.crt",
@@ -285,7 +295,7 @@ def test_the_deployer_signs_its_own_certificate_under_its_policy(psi_tls, ca, ps
     assert _verify(ca["cert"], psi_tls["cert"], "-purpose", "sslserver").returncode == 0
     assert psi_tls["trust"].read_text() == ca["cert"].read_text()  # copied from the CA's file
     assert _mode(psi_tls["key"]) == 0o600
-    again = psi.modules.state.sls("tls")
+    again = psi.node.sls("tls")
     assert again.failed is False and _changed(again) == {}
     assert (workdir / "psi" / "trust-updates").read_text() == "run\n"
 
