@@ -43,6 +43,9 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 _libc = ctypes.CDLL(None, use_errno=True)
+# the systemctl verbs that change something (the others read: --version, status, is-active, ...)
+CHANGE_VERBS = ("daemon-reload", "start", "restart", "reload", "try-restart", "reload-or-restart", "stop",
+                "enable", "disable", "mask", "unmask")
 _SEQ = itertools.count()
 
 SYSTEMCTL_STUB = r'''#!/usr/bin/python3
@@ -107,6 +110,11 @@ elif verb in ("start", "restart", "reload", "try-restart", "reload-or-restart", 
 elif verb in ("show",):
     print("NeedDaemonReload=no")
 '''
+
+
+def changes_made(calls):
+    """The systemctl calls among ``calls`` (``NodeFs.systemctl_calls()``) that change something."""
+    return [c for c in calls if c.split()[0] in CHANGE_VERBS]
 
 
 class NodeFs:
@@ -254,6 +262,15 @@ class Node:
     def sls(self, name, **kwargs):
         """``state.sls name`` applied in the node's files (a ``MultiStateResult``)."""
         return self.fs.sls(self.config, name, loaders=self._for_children(), **kwargs)
+
+    def dry_then_real(self, name, **kwargs):
+        """``state.sls name`` in test mode, then for real: ``{dry, written_by_dry_run, calls_dry,
+        real, calls_first}`` (what the node's files and the mocked systemctl held after each)."""
+        dry = self.sls(name, test=True, **kwargs)
+        written, calls_dry = self.fs.written(), self.fs.systemctl_calls()
+        real = self.sls(name, **kwargs)
+        return {"dry": dry, "written_by_dry_run": written, "calls_dry": calls_dry, "real": real,
+                "calls_first": self.fs.systemctl_calls()}
 
     def sls_id(self, state_id, name, **kwargs):
         """``state.sls_id state_id name`` applied in the node's files."""

@@ -16,25 +16,19 @@ import yaml
 from tests.conftest import INVENTORY
 from tests.functional.lannet import Daemon, by_id, changed, failed, verify_unit, wait_for
 from tests.functional.lanpair import scratch_root
-from tests.functional.nodefs import make_node
+from tests.functional.nodefs import changes_made, make_node
 
 CHROOT = "/srv/bbhttpd"
 DEFAULTS = "/etc/default/bbhttpd"
 UNIT = "/etc/systemd/system/bbhttpd.service"
 NODES = yaml.safe_load(INVENTORY.read_text())["cluster"]["nodes"]
 ACCOUNT_FILES = ("etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow")
-CHANGE_VERBS = ("daemon-reload", "start", "restart", "reload", "try-restart", "reload-or-restart", "stop",
-                "enable", "disable", "mask", "unmask")
 
 
 def at(node, path):
     """Where the node's file ``path`` (a real path) is read by the test."""
     return node.root / path.lstrip("/")
 
-
-def changes_made(calls):
-    """The systemctl calls that change something; not the reads (status, is-active, ...)."""
-    return [c for c in calls if c.split()[0] in CHANGE_VERBS]
 
 
 def account(node, name):
@@ -57,13 +51,7 @@ def alpha(salt_factories, root, secrets_dir):
 
 @pytest.fixture(scope="module")
 def applied(alpha):
-    dry = alpha.sls("httpd", test=True)
-    written = alpha.fs.written()
-    calls_dry = alpha.fs.systemctl_calls()
-    real = alpha.sls("httpd")
-    calls_first = alpha.fs.systemctl_calls()
-    return {"dry": dry, "written_by_dry_run": written, "calls_dry": calls_dry, "real": real,
-            "calls_first": calls_first}
+    return alpha.dry_then_real("httpd")
 
 
 def test_test_mode_writes_nothing(applied):

@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.functional.lannet import changed, failed, verify_unit
-from tests.functional.nodefs import make_node
+from tests.functional.nodefs import changes_made, make_node
 
 pytest.importorskip("sense_emu", reason="the Sense HAT emulator library (pip sense-emu, requirements.txt)")
 
@@ -301,15 +301,8 @@ def show_sls(node):
     return node.call(lambda loaders: dict(loaders.modules.state.show_sls("sensehat")))
 
 
-CHANGE_VERBS = ("daemon-reload", "start", "restart", "reload", "try-restart", "reload-or-restart", "stop",
-                "enable", "disable", "mask", "unmask")
 ACCOUNT_FILES = ("etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow")
 
-
-def changes_made(calls):
-    """The systemctl calls (``NodeFs.systemctl_calls()``) that change something; not the reads
-    (--version, status, is-active, is-enabled)."""
-    return [c for c in calls if c.split()[0] in CHANGE_VERBS]
 
 
 def test_without_a_sense_hat_the_sls_renders_to_nothing(make):

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import INVENTORY
 from tests.functional.lannet import Daemon, by_id, changed, failed, verify_unit, wait_for
 from tests.functional.lanpair import scratch_root
-from tests.functional.nodefs import make_node
+from tests.functional.nodefs import changes_made, make_node
 
 TREE = "/srv/tftp"
 DEFAULTS = "/etc/default/tftpd-hpa"
@@ -38,13 +38,7 @@ def alpha(salt_factories, root, secrets_dir):
 
 @pytest.fixture(scope="module")
 def applied(alpha):
-    dry = alpha.sls("tftpd", test=True)
-    written = alpha.fs.written()
-    calls_dry = alpha.fs.systemctl_calls()
-    real = alpha.sls("tftpd")
-    calls_first = alpha.fs.systemctl_calls()
-    return {"dry": dry, "written_by_dry_run": written, "calls_dry": calls_dry, "real": real,
-            "calls_first": calls_first}
+    return alpha.dry_then_real("tftpd")
 
 
 def read_defaults(path):
@@ -54,13 +48,7 @@ def read_defaults(path):
     )
 
 
-CHANGE_VERBS = ("daemon-reload", "start", "restart", "reload", "try-restart", "reload-or-restart", "stop",
-                "enable", "disable", "mask", "unmask")
 
-
-def changes_made(calls):
-    """The systemctl calls that change something; not the reads (status, is-active, ...)."""
-    return [c for c in calls if c.split()[0] in CHANGE_VERBS]
 
 
 def test_test_mode_writes_nothing(applied):
