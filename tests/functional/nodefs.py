@@ -135,9 +135,6 @@ class NodeFs:
         (self.root / "run/systemd/system").mkdir(parents=True, exist_ok=True)
         (self.root / ".work").mkdir(exist_ok=True)
 
-    def __truediv__(self, other):
-        return self.root / other
-
     # --- what the stub recorded ------------------------------------------------------------------
     def systemctl_calls(self):
         log = self.systemctl_dir / "log"
@@ -148,13 +145,16 @@ class NodeFs:
         return json.loads(path.read_text()) if path.exists() else {}
 
     # --- the namespace ---------------------------------------------------------------------------
-    def _work(self, top):
-        work = self.root / ".work" / f"{os.getpid()}-{next(_SEQ)}" / top
-        work.mkdir(parents=True)
-        return work
+    def _mount_script(self, work):
+        """Shell commands that mount the node's overlays, their work directories under ``work``
+        (a path, or "$W" for a script that makes its own at each start)."""
+        return " && ".join(f'mkdir -p "{work}/{top}" && mount -t overlay overlay '
+                           f'-o "lowerdir=/{top},upperdir={self.root / top},workdir={work}/{top}" /{top}'
+                           for top in TOPS)
 
-    def _mounts(self):
-        return [(top, f"lowerdir=/{top},upperdir={self.root / top},workdir={self._work(top)}") for top in TOPS]
+    def _work(self):
+        """A fresh work directory for one mount of the overlays (a work directory serves one)."""
+        return self.root / ".work" / f"{os.getpid()}-{next(_SEQ)}"
 
     def enter(self):
         """Move the calling (single-threaded, forked) process into a private mount namespace
@@ -163,28 +163,21 @@ class NodeFs:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS | CLONE_NEWUTS)")
         if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-        for top, options in self._mounts():
-            subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, f"/{top}"], check=True,
-                           capture_output=True, text=True)
+        subprocess.run(["sh", "-c", self._mount_script(self._work())], check=True, capture_output=True, text=True)
 
     def wrap(self, argv):
         """``argv`` run in the node's files (its own mount namespace, the overlays mounted)."""
-        mounts = [f"mount -t overlay overlay -o {shlex.quote(options)} /{top}" for top, options in self._mounts()]
-        script = " && ".join([*mounts, 'exec "$@"'])
+        script = self._mount_script(self._work()) + ' && exec "$@"'
         return ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script, "node", *map(str, argv)]
 
     def launcher(self, path, program):
         """Write ``path``: a script that runs ``program`` with its arguments in the node's files
         (fresh overlay work directories at each start), for a daemon that something else
         starts, e.g. a salt-minion of pytest-salt-factories (``python_executable``)."""
-        mounts = " && ".join(f'mount -t overlay overlay -o "lowerdir=/{top},upperdir={self.root / top},'
-                             f'workdir=$W/{top}" /{top}' for top in TOPS)
-        inner = shlex.quote(mounts + ' && exec "$@"')
-        work = shlex.quote(str(self.root / ".work"))
+        inner = shlex.quote(self._mount_script("$W") + ' && exec "$@"')
         lines = [
             "#!/bin/sh",
-            f"W=$(mktemp -d {work}/run-XXXXXX) || exit 1",
-            "mkdir " + " ".join(f"$W/{top}" for top in TOPS) + " || exit 1",
+            f"W=$(mktemp -d {shlex.quote(str(self.root / '.work'))}/run-XXXXXX) || exit 1",
             "export W",
             f'exec unshare --mount --uts --propagation private sh -c {inner} node {shlex.quote(str(program))} "$@"',
         ]

@@ -57,11 +57,7 @@ def runs(salt_factories, roots, secrets_dir):
     out = {}
     for name in roots:
         node = make_node(salt_factories, name, roots[name], secrets_dir)
-        dry = node.sls("chrony", test=True)
-        written = node.fs.written()
-        real = node.sls("chrony")
-        again = node.sls("chrony")
-        out[name] = {"node": node, "dry": dry, "written_by_dry_run": written, "real": real, "again": again}
+        out[name] = {"node": node, **node.dry_then_real("chrony"), "again": node.sls("chrony")}
     return out
 
 

@@ -56,10 +56,8 @@ def applied(alpha, beta, roots):
     """Both peers' files written by the real state (test mode first, then for real)."""
     runs = {}
     for name, node in (("alpha", alpha), ("beta", beta)):
-        dry = node.sls("dhcpd", test=True, exclude=NO_BEACON)
-        written_by_dry_run = node.fs.written()
-        real = node.sls("dhcpd", exclude=NO_BEACON)
-        runs[name] = (dry, written_by_dry_run, real)
+        run = node.dry_then_real("dhcpd", exclude=NO_BEACON)
+        runs[name] = (run["dry"], run["written_by_dry_run"], run["real"])
     return runs
 
 
